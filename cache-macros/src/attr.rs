@@ -1,0 +1,345 @@
+//! The arguments of `#[cache(...)]`, parsed into [`CacheArgs`].
+//!
+//! Everything that can be checked without looking at the function is checked here; what needs
+//! the function's arguments (`skip` names, `key` placeholders) is checked in `expand.rs`.
+
+use syn::ext::IdentExt as _;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{token, Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Token, UnOp};
+
+/// The TTL used when `expire` is not given.
+pub(crate) const DEFAULT_EXPIRE: u64 = 60;
+
+const ARGUMENTS: [&str; 6] = [
+    "expire",
+    "namespace",
+    "key",
+    "key_builder",
+    "skip",
+    "returns",
+];
+
+/// The arguments of one `#[cache(...)]` attribute. Every field is optional.
+#[derive(Default)]
+pub(crate) struct CacheArgs {
+    /// `expire = N`: the TTL in seconds, at least 1.
+    pub(crate) expire: Option<u64>,
+    /// `namespace = "..."`: never empty, never contains `:`.
+    pub(crate) namespace: Option<String>,
+    /// `key = "..."` or `key_builder = EXPR`.
+    pub(crate) key: Option<Key>,
+    /// `skip = [a, b]`, without duplicates, in the order written.
+    pub(crate) skip: Vec<Ident>,
+    /// `returns = "value" | "result" | "option"`.
+    pub(crate) returns: Option<Mode>,
+}
+
+/// Where the cache key comes from when the arguments are not hashed.
+pub(crate) enum Key {
+    /// `key = "..."`: a `format!`-style template whose placeholders name arguments.
+    Template {
+        lit: LitStr,
+        /// The argument names the template uses, each once, in order of first use.
+        names: Vec<String>,
+    },
+    /// `key_builder = EXPR`: a closure or function called with the unskipped arguments.
+    Builder(Box<Expr>),
+}
+
+/// How the runtime treats the return value; names the `__private` function that is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Cache every value.
+    Value,
+    /// Cache `Ok` values only.
+    Result,
+    /// Cache `Some` values only.
+    Option,
+}
+
+impl Mode {
+    pub(crate) fn function_name(self) -> &'static str {
+        match self {
+            Mode::Value => "value",
+            Mode::Result => "result",
+            Mode::Option => "option",
+        }
+    }
+}
+
+impl Parse for CacheArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = CacheArgs::default();
+        let mut seen: Vec<String> = Vec::new();
+        while !input.is_empty() {
+            if !input.peek(Ident::peek_any) {
+                return Err(input.error("expected a `cache` argument, like `expire = 60`"));
+            }
+            let name = Ident::parse_any(input)?;
+            let name_str = name.to_string();
+            if !ARGUMENTS.contains(&name_str.as_str()) {
+                return Err(syn::Error::new(
+                    name.span(),
+                    format!(
+                        "unknown `cache` argument `{name_str}`; expected one of `expire`, \
+                         `namespace`, `key`, `key_builder`, `skip`, `returns`"
+                    ),
+                ));
+            }
+            if seen.contains(&name_str) {
+                return Err(syn::Error::new(
+                    name.span(),
+                    format!("duplicate `cache` argument `{name_str}`"),
+                ));
+            }
+            if (name_str == "key" && seen.iter().any(|s| s == "key_builder"))
+                || (name_str == "key_builder" && seen.iter().any(|s| s == "key"))
+            {
+                return Err(syn::Error::new(
+                    name.span(),
+                    "`key` and `key_builder` cannot be used together",
+                ));
+            }
+            seen.push(name_str.clone());
+            if name_str == "skip" && input.peek(token::Paren) {
+                return Err(input.error("`skip` takes a list in brackets, like `skip = [a, b]`"));
+            }
+            if !input.peek(Token![=]) {
+                return Err(input.error(format!("expected `=` after `{name_str}`")));
+            }
+            input.parse::<Token![=]>()?;
+
+            match name_str.as_str() {
+                "expire" => args.expire = Some(parse_expire(&input.parse()?)?),
+                "namespace" => args.namespace = Some(parse_namespace(&input.parse()?)?),
+                "key" => args.key = Some(parse_key(&input.parse()?)?),
+                "key_builder" => args.key = Some(Key::Builder(Box::new(input.parse()?))),
+                "skip" => args.skip = parse_skip(input)?,
+                "returns" => args.returns = Some(parse_returns(&input.parse()?)?),
+                _ => unreachable!("checked against ARGUMENTS above"),
+            }
+
+            if input.is_empty() {
+                break;
+            }
+            if !input.peek(Token![,]) {
+                return Err(input.error("expected `,` between `cache` arguments"));
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(args)
+    }
+}
+
+fn parse_expire(value: &Expr) -> syn::Result<u64> {
+    const NOT_WHOLE: &str = "`expire` must be a whole number of seconds, like `expire = 60`";
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => {
+            let seconds = int.base10_parse::<u64>().map_err(|_| {
+                syn::Error::new(
+                    int.span(),
+                    "`expire` is too large; it must fit in a `u64` number of seconds",
+                )
+            })?;
+            if seconds == 0 {
+                return Err(syn::Error::new(
+                    int.span(),
+                    "`expire` must be at least 1 second",
+                ));
+            }
+            Ok(seconds)
+        }
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) if matches!(
+            &**expr,
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(_),
+                ..
+            })
+        ) =>
+        {
+            Err(syn::Error::new_spanned(
+                value,
+                "`expire` must be at least 1 second",
+            ))
+        }
+        _ => Err(syn::Error::new_spanned(value, NOT_WHOLE)),
+    }
+}
+
+fn string_literal(value: &Expr, argument: &str, example: &str) -> syn::Result<LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Ok(lit.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("`{argument}` must be a string literal, like `{argument} = {example}`"),
+        )),
+    }
+}
+
+fn parse_namespace(value: &Expr) -> syn::Result<String> {
+    let lit = string_literal(value, "namespace", "\"catalog\"")?;
+    let namespace = lit.value();
+    if namespace.is_empty() {
+        return Err(syn::Error::new(
+            lit.span(),
+            "the namespace may not be empty; omit `namespace` instead",
+        ));
+    }
+    if namespace.contains(':') {
+        return Err(syn::Error::new(
+            lit.span(),
+            "a namespace may not contain `:`, which separates the parts of a cache key",
+        ));
+    }
+    Ok(namespace)
+}
+
+fn parse_returns(value: &Expr) -> syn::Result<Mode> {
+    const EXPECTED: &str = "`returns` must be \"value\", \"result\" or \"option\"";
+    let lit = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => lit,
+        _ => return Err(syn::Error::new_spanned(value, EXPECTED)),
+    };
+    match lit.value().as_str() {
+        "value" => Ok(Mode::Value),
+        "result" => Ok(Mode::Result),
+        "option" => Ok(Mode::Option),
+        _ => Err(syn::Error::new(lit.span(), EXPECTED)),
+    }
+}
+
+fn parse_skip(input: ParseStream<'_>) -> syn::Result<Vec<Ident>> {
+    if !input.peek(token::Bracket) {
+        return Err(input.error("`skip` takes a list in brackets, like `skip = [a, b]`"));
+    }
+    let content;
+    syn::bracketed!(content in input);
+    let names = Punctuated::<Ident, Token![,]>::parse_terminated_with(&content, Ident::parse_any)?;
+    let mut skip: Vec<Ident> = Vec::new();
+    for name in names {
+        if skip.iter().any(|seen| seen.unraw() == name.unraw()) {
+            return Err(syn::Error::new(
+                name.span(),
+                format!("`{}` is listed in `skip` more than once", name.unraw()),
+            ));
+        }
+        skip.push(name);
+    }
+    Ok(skip)
+}
+
+fn parse_key(value: &Expr) -> syn::Result<Key> {
+    let lit = string_literal(value, "key", "\"user:{id}\"")?;
+    let names =
+        placeholders(&lit.value()).map_err(|message| syn::Error::new(lit.span(), message))?;
+    Ok(Key::Template { lit, names })
+}
+
+/// The argument names a `format!`-style template refers to, each once, in order of first use:
+/// `{name}`, `{name:spec}`, and `name$` inside a spec (`{x:>width$}`). `{{` and `}}` are
+/// literal braces. The compiler's `format_args!` checks the rest of the syntax.
+pub(crate) fn placeholders(template: &str) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut push = |name: &str| -> Result<(), String> {
+        check_placeholder_name(name)?;
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+        Ok(())
+    };
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+            }
+            '{' => {
+                let mut inner = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some('{') | None => {
+                            return Err(
+                                "`key` has an unclosed `{`; write `{{` for a literal brace".into()
+                            )
+                        }
+                        Some(c) => inner.push(c),
+                    }
+                }
+                let (name, spec) = match inner.split_once(':') {
+                    Some((name, spec)) => (name, spec),
+                    None => (inner.as_str(), ""),
+                };
+                push(name)?;
+                for name in spec_references(spec)? {
+                    push(name)?;
+                }
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+            }
+            '}' => {
+                return Err("`key` has an unmatched `}`; write `}}` for a literal brace".into());
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
+const POSITIONAL: &str =
+    "`key` placeholders must name an argument, like `{id}`; `{}`, `{0}` and `.*` are not supported";
+
+/// The `name$` width and precision references of a format spec such as `>width$.prec$`.
+fn spec_references(spec: &str) -> Result<Vec<&str>, String> {
+    if spec.contains(".*") {
+        return Err(POSITIONAL.into());
+    }
+    let mut references = Vec::new();
+    for (dollar, _) in spec.match_indices('$') {
+        let before = &spec[..dollar];
+        let name_len: usize = before
+            .chars()
+            .rev()
+            .take_while(|&c| c.is_alphanumeric() || c == '_')
+            .map(char::len_utf8)
+            .sum();
+        let name = &before[before.len() - name_len..];
+        // An empty name is a `$` fill character, as in `{x:$>8}`.
+        if !name.is_empty() {
+            references.push(name);
+        }
+    }
+    Ok(references)
+}
+
+fn check_placeholder_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.chars().all(|c| c.is_ascii_digit()) {
+        return Err(POSITIONAL.into());
+    }
+    if name == "self" {
+        return Err(
+            "`key` cannot refer to `{self}`; use `key_builder` to build a key from `self`".into(),
+        );
+    }
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_alphabetic() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_alphanumeric() || c == '_') {
+        return Err(format!(
+            "`key` placeholder `{{{name}}}` is not an argument name; placeholders look like \
+             `{{id}}` or `{{id:>8}}`"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,436 @@
+//! The code `#[cache]` emits: the original signature around a short call into
+//! `::cache_runtime::__private`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt as _;
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned as _;
+use syn::visit::Visit;
+use syn::{
+    token, Abi, Attribute, Expr, FnArg, Ident, LitInt, Pat, PatIdent, PathArguments, ReturnType,
+    Signature, Token, Type, TypeImplTrait, Visibility,
+};
+
+use crate::attr::{CacheArgs, Key, Mode, DEFAULT_EXPIRE};
+
+/// serde implements `Serialize` for tuples of up to 16 elements.
+const MAX_HASHED: usize = 16;
+
+const NOT_ASYNC_FN: &str = "`#[cache]` can only be applied to an `async fn`";
+
+/// The whole attribute: `attr` is what is inside `#[cache(...)]`, `item` the function.
+///
+/// On any error the result is the error as `compile_error!` followed by the unchanged item, so
+/// that code using the function does not report errors of its own.
+pub(crate) fn cache(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let expanded = syn::parse2::<CacheArgs>(attr).and_then(|args| {
+        let function = syn::parse2::<CachedFn>(item.clone())?;
+        gen_function(args, function)
+    });
+    match expanded {
+        Ok(tokens) => tokens,
+        Err(error) => {
+            let mut tokens = error.to_compile_error();
+            tokens.extend(item);
+            tokens
+        }
+    }
+}
+
+/// A function whose body is kept as tokens: the body is moved, never inspected, so a syntax
+/// error in it is reported once, by the compiler, at its place.
+pub(crate) struct CachedFn {
+    outer_attrs: Vec<Attribute>,
+    vis: Visibility,
+    sig: Signature,
+    brace: token::Brace,
+    inner_attrs: Vec<Attribute>,
+    body: TokenStream,
+}
+
+impl Parse for CachedFn {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let outer_attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        if !starts_fn(input) {
+            return Err(input.error(NOT_ASYNC_FN));
+        }
+        let sig: Signature = input.parse()?;
+        if !input.peek(token::Brace) {
+            return Err(syn::Error::new(
+                sig.fn_token.span,
+                "`#[cache]` needs a function body; it cannot be applied to a declaration \
+                 without one",
+            ));
+        }
+        let content;
+        let brace = syn::braced!(content in input);
+        let inner_attrs = content.call(Attribute::parse_inner)?;
+        let body: TokenStream = content.parse()?;
+        Ok(CachedFn {
+            outer_attrs,
+            vis,
+            sig,
+            brace,
+            inner_attrs,
+            body,
+        })
+    }
+}
+
+/// Whether the input, after attributes and visibility, is a function signature.
+fn starts_fn(input: ParseStream<'_>) -> bool {
+    let fork = input.fork();
+    fork.parse::<Option<Token![const]>>().is_ok()
+        && fork.parse::<Option<Token![async]>>().is_ok()
+        && fork.parse::<Option<Token![unsafe]>>().is_ok()
+        && fork.parse::<Option<Abi>>().is_ok()
+        && fork.peek(Token![fn])
+}
+
+/// One name the function binds: an argument, `self`, or a name bound by an argument pattern.
+/// Each unit is hashed into the key unless skipped.
+struct Unit {
+    name: Ident,
+    /// The expression given to `__private::arg` when hashing.
+    hash: TokenStream,
+    /// The expression given to `key_builder`.
+    pass: TokenStream,
+}
+
+impl Unit {
+    fn is(&self, name: &str) -> bool {
+        self.name.unraw() == name
+    }
+}
+
+fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
+    let mut units = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                let name = Ident::from(receiver.self_token);
+                let span = name.span();
+                let by_ref = match strip(&receiver.ty) {
+                    Type::Reference(reference) => Some(reference.mutability.is_some()),
+                    _ => None,
+                };
+                let (hash, pass) = match by_ref {
+                    Some(false) => (quote!(#name), quote!(#name)),
+                    Some(true) => (
+                        quote_spanned!(span=> &*#name),
+                        quote_spanned!(span=> &*#name),
+                    ),
+                    None => (quote_spanned!(span=> &#name), quote_spanned!(span=> &#name)),
+                };
+                units.push(Unit { name, hash, pass });
+            }
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(PatIdent {
+                    by_ref: None,
+                    subpat: None,
+                    ident,
+                    ..
+                }) => {
+                    let span = ident.span();
+                    let pass = match strip(&typed.ty) {
+                        Type::Reference(reference) if reference.mutability.is_some() => {
+                            quote_spanned!(span=> &*#ident)
+                        }
+                        Type::Reference(_) => quote!(#ident),
+                        _ => quote_spanned!(span=> &#ident),
+                    };
+                    units.push(Unit {
+                        name: ident.clone(),
+                        hash: quote_spanned!(span=> &#ident),
+                        pass,
+                    });
+                }
+                pat => {
+                    let mut bindings = Bindings::default();
+                    bindings.visit_pat(pat);
+                    if let Some(span) = bindings.opaque {
+                        return Err(syn::Error::new(
+                            span,
+                            "`#[cache]` cannot see the names this pattern binds; bind the \
+                             argument to a name instead",
+                        ));
+                    }
+                    for ident in bindings.idents {
+                        let span = ident.span();
+                        units.push(Unit {
+                            hash: quote_spanned!(span=> &#ident),
+                            pass: quote_spanned!(span=> &#ident),
+                            name: ident,
+                        });
+                    }
+                }
+            },
+        }
+    }
+    Ok(units)
+}
+
+/// The names a pattern binds, in order.
+#[derive(Default)]
+struct Bindings {
+    idents: Vec<Ident>,
+    /// Set when the pattern is a macro call, whose bindings are invisible here.
+    opaque: Option<Span>,
+}
+
+impl<'ast> Visit<'ast> for Bindings {
+    fn visit_pat_ident(&mut self, pat: &'ast PatIdent) {
+        self.idents.push(pat.ident.clone());
+        syn::visit::visit_pat_ident(self, pat);
+    }
+
+    fn visit_pat(&mut self, pat: &'ast Pat) {
+        match pat {
+            Pat::Macro(_) | Pat::Verbatim(_) => {
+                self.opaque.get_or_insert(pat.span());
+            }
+            _ => syn::visit::visit_pat(self, pat),
+        }
+    }
+}
+
+/// Finds the first `impl Trait` in a type.
+#[derive(Default)]
+struct ImplTrait(Option<Span>);
+
+impl<'ast> Visit<'ast> for ImplTrait {
+    fn visit_type_impl_trait(&mut self, ty: &'ast TypeImplTrait) {
+        self.0.get_or_insert(ty.impl_token.span);
+    }
+}
+
+/// Removes the parentheses and invisible groups around a type.
+fn strip(mut ty: &Type) -> &Type {
+    loop {
+        match ty {
+            Type::Paren(paren) => ty = &paren.elem,
+            Type::Group(group) => ty = &group.elem,
+            _ => return ty,
+        }
+    }
+}
+
+/// `Result<..>` (any path ending so, such as `io::Result<T>`) caches `Ok` values, `Option<..>`
+/// caches `Some` values, anything else is a plain value.
+pub(crate) fn detect_mode(output: &ReturnType) -> Mode {
+    let ReturnType::Type(_, ty) = output else {
+        return Mode::Value;
+    };
+    let Type::Path(path) = strip(ty) else {
+        return Mode::Value;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return Mode::Value;
+    };
+    let generic = matches!(last.arguments, PathArguments::AngleBracketed(_));
+    match last.ident.to_string().as_str() {
+        "Result" if generic => Mode::Result,
+        "Option" if generic => Mode::Option,
+        _ => Mode::Value,
+    }
+}
+
+/// Collects every error so that one compilation reports them all.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, span: Span, message: impl std::fmt::Display) {
+        let error = syn::Error::new(span, message);
+        match &mut self.0 {
+            Some(errors) => errors.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream> {
+    let CachedFn {
+        outer_attrs,
+        vis,
+        sig,
+        brace,
+        inner_attrs,
+        body,
+    } = function;
+
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new(sig.fn_token.span, NOT_ASYNC_FN));
+    }
+
+    let units = units(&sig)?;
+    let mut errors = Errors::default();
+
+    for name in &args.skip {
+        let name_str = name.unraw().to_string();
+        if !units.iter().any(|unit| unit.is(&name_str)) {
+            errors.push(
+                name.span(),
+                format!(
+                    "`skip` names `{name_str}`, but this function has no argument `{name_str}`"
+                ),
+            );
+        }
+    }
+    let skipped = |unit: &Unit| {
+        args.skip
+            .iter()
+            .any(|name| unit.is(&name.unraw().to_string()))
+    };
+    let kept: Vec<&Unit> = units.iter().filter(|unit| !skipped(unit)).collect();
+
+    let (ret_ty, ret_span) = match &sig.output {
+        ReturnType::Type(_, ty) => {
+            let mut impl_trait = ImplTrait::default();
+            impl_trait.visit_type(ty);
+            if let Some(span) = impl_trait.0 {
+                errors.push(
+                    span,
+                    "`#[cache]` cannot store an `impl Trait` return value; name a concrete type",
+                );
+            }
+            (ty.to_token_stream(), ty.span())
+        }
+        ReturnType::Default => (quote!(()), sig.ident.span()),
+    };
+    let mode = args.returns.unwrap_or_else(|| detect_mode(&sig.output));
+
+    let ticket = match &args.key {
+        None => {
+            if let Some(unit) = kept.get(MAX_HASHED) {
+                errors.push(
+                    unit.name.span(),
+                    "at most 16 arguments can be hashed into a key; skip some or use \
+                     `key_builder`",
+                );
+            }
+            let hashed = kept.iter().map(|unit| {
+                let hash = &unit.hash;
+                quote_spanned!(unit.name.span()=> ::cache_runtime::__private::arg(#hash))
+            });
+            let args = if kept.is_empty() {
+                quote!(&[(); 0])
+            } else {
+                quote!(&( #(#hashed,)* ))
+            };
+            quote! {
+                let __cache_ticket = ::cache_runtime::__private::hashed(&__CACHE_SPEC, #args);
+            }
+        }
+        Some(Key::Template { lit, names }) => {
+            let mut named = Vec::new();
+            for name in names {
+                match units.iter().find(|unit| unit.is(name)) {
+                    None => errors.push(
+                        lit.span(),
+                        format!(
+                            "`key` refers to `{{{name}}}`, but this function has no argument \
+                             `{name}`"
+                        ),
+                    ),
+                    Some(unit) if skipped(unit) => errors.push(
+                        lit.span(),
+                        format!("`key` refers to `{{{name}}}`, but `{name}` is listed in `skip`"),
+                    ),
+                    Some(unit) => {
+                        let label = format_ident!("{}", name, span = lit.span());
+                        let value = &unit.name;
+                        named.push(quote!(#label = #value));
+                    }
+                }
+            }
+            quote! {
+                let __cache_ticket = ::cache_runtime::__private::keyed(
+                    &__CACHE_SPEC,
+                    ::core::format_args!(#lit #(, #named)*),
+                );
+            }
+        }
+        Some(Key::Builder(builder)) => {
+            let passed = kept.iter().map(|unit| &unit.pass);
+            match &**builder {
+                Expr::Path(_) => quote! {
+                    let __cache_ticket = ::cache_runtime::__private::keyed(
+                        &__CACHE_SPEC,
+                        #builder(#(#passed),*),
+                    );
+                },
+                Expr::Closure(_) => quote! {
+                    #[allow(clippy::redundant_closure_call)]
+                    let __cache_ticket = ::cache_runtime::__private::keyed(
+                        &__CACHE_SPEC,
+                        (#builder)(#(#passed),*),
+                    );
+                },
+                _ => quote! {
+                    let __cache_ticket = ::cache_runtime::__private::keyed(
+                        &__CACHE_SPEC,
+                        (#builder)(#(#passed),*),
+                    );
+                },
+            }
+        }
+    };
+
+    errors.finish()?;
+
+    let function = sig.ident.unraw().to_string();
+    let namespace = args.namespace.unwrap_or_default();
+    let expire = LitInt::new(
+        &format!("{}u64", args.expire.unwrap_or(DEFAULT_EXPIRE)),
+        Span::call_site(),
+    );
+    let mode = Ident::new(mode.function_name(), ret_span);
+    let mode = quote_spanned!(ret_span=> ::cache_runtime::__private::#mode);
+
+    // As in tracing-attributes: a return of the declared type, never taken, fixes the type of
+    // the async block so that `?` and `return` in the body infer as they did in the function.
+    let fake_return = quote_spanned! {ret_span=>
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::let_unit_value,
+            clippy::unreachable,
+            clippy::let_with_type_underscore,
+            clippy::empty_loop,
+            clippy::needless_return
+        )]
+        if false {
+            let __cache_fake_return: #ret_ty = ::core::unreachable!();
+            return __cache_fake_return;
+        }
+    };
+    let mut block = TokenStream::new();
+    brace.surround(&mut block, |tokens| tokens.extend(body));
+
+    Ok(quote! {
+        #(#outer_attrs)*
+        #vis #sig {
+            #(#inner_attrs)*
+            static __CACHE_SPEC: ::cache_runtime::__private::Spec =
+                ::cache_runtime::__private::Spec {
+                    function: ::core::concat!(::core::module_path!(), "::", #function),
+                    namespace: #namespace,
+                    expire: #expire,
+                };
+            #ticket
+            #mode(__cache_ticket, async move {
+                #fake_return
+                #block
+            })
+            .await
+        }
+    })
+}

@@ -1,0 +1,150 @@
+//! The `#[cache]` attribute of [`cache-runtime`](https://docs.rs/cache-runtime).
+//!
+//! Use it through `cache-runtime`, which re-exports it; this crate only reads the attribute and
+//! the function's signature and emits a short call into `cache_runtime`, where every decision
+//! about keys, storage and failures is made. See [`macro@cache`] for the attribute's arguments.
+#![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
+
+use proc_macro::TokenStream;
+
+mod attr;
+mod expand;
+
+/// Caches the results of an `async fn`.
+///
+/// The first call with given arguments runs the body and stores its value; later calls with the
+/// same arguments return the stored value until it expires. Every backend failure is treated as
+/// a miss: the body runs and its value is returned, so the cache never makes a call fail.
+///
+/// ```ignore
+/// use cache_runtime::cache;
+///
+/// #[cache(expire = 300, namespace = "catalog")]
+/// async fn product(id: u64) -> Product {
+///     db::load_product(id).await
+/// }
+/// ```
+///
+/// The value (the `T` of `Result<T, E>` or `Option<T>`) must implement `serde::Serialize` and
+/// `serde::de::DeserializeOwned`; so must every argument that is hashed into the key.
+///
+/// # Arguments
+///
+/// All arguments are optional; `#[cache]` alone caches for 60 seconds under a key made from
+/// all the arguments.
+///
+/// | argument | example | meaning |
+/// |---|---|---|
+/// | `expire` | `expire = 300` | Seconds a value is kept: an integer literal, at least 1. Default `60`. |
+/// | `namespace` | `namespace = "catalog"` | A group of keys that can be cleared together. Not empty, no `:`. Default: none. |
+/// | `key` | `key = "user:{id}"` | A fixed key instead of hashing the arguments; `{name}` and `{name:spec}` insert an argument as `format!` does, `{{` and `}}` are literal braces. |
+/// | `key_builder` | `key_builder = \|id: &u64\| format!("p{id}")` | A closure or function path that builds the key from the (unskipped) arguments; its result must implement `Display`. |
+/// | `skip` | `skip = [db, self]` | Arguments left out of the key (and not passed to `key_builder`). |
+/// | `returns` | `returns = "value"` | `"value"`, `"result"` or `"option"`: overrides what the return type says (see below). |
+///
+/// `key` and `key_builder` cannot be used together.
+///
+/// # The key
+///
+/// Without `key` or `key_builder`, the key is made from the function's module path and name and
+/// a hash of its arguments, in order, serialized together:
+///
+/// - a plain argument `id: u64` is hashed as `id`;
+/// - an argument written as a pattern, such as axum's `Path(id): Path<u64>`, contributes every
+///   name the pattern binds (`id` here); `_` binds nothing;
+/// - `self` is hashed like any other argument (so `Self` must implement `Serialize`); add
+///   `skip = [self]` when the result does not depend on the instance.
+///
+/// At most 16 arguments can be hashed; skip the others or use `key_builder`.
+///
+/// ```ignore
+/// #[cache(expire = 30, skip = [db])]
+/// async fn user_count(db: &Db, team: u64) -> u64 {
+///     db.count_users(team).await
+/// }
+///
+/// impl Catalog {
+///     /// The result depends on `id` only, not on which `Catalog` answers.
+///     #[cache(namespace = "catalog", skip = [self])]
+///     async fn product(&self, id: u64) -> Option<Product> {
+///         self.db.product(id).await
+///     }
+/// }
+///
+/// #[cache(expire = 120)]
+/// async fn show(Path(id): Path<u64>) -> String {
+///     render(id).await
+/// }
+/// ```
+///
+/// `key = "..."` names arguments (or names bound by argument patterns) in placeholders; each
+/// name is checked at compile time. `{self}` is not allowed: build such keys with
+/// `key_builder`.
+///
+/// ```ignore
+/// #[cache(key = "user:{id}:page:{page:03}")]
+/// async fn page(id: u64, page: u32) -> Vec<Item> {
+///     load(id, page).await
+/// }
+/// ```
+///
+/// `key_builder` is called with one argument for each name that is not skipped, in order: a
+/// reference to it, except that an argument that already is a reference `&T` is passed as is
+/// (`&mut T` as `&T`), and `self` is passed as `&Self`.
+///
+/// ```ignore
+/// #[cache(key_builder = |db: &Db, id: &u64| format!("{}:{id}", db.region()))]
+/// async fn product(db: &Db, id: u64) -> Product {
+///     db.product(id).await
+/// }
+///
+/// fn page_key(user: &String, page: &u32) -> String {
+///     format!("{user}:{page}")
+/// }
+///
+/// #[cache(key_builder = page_key)]
+/// async fn page(user: String, page: u32) -> Page {
+///     load(&user, page).await
+/// }
+/// ```
+///
+/// # The return type
+///
+/// The declared return type decides what is stored:
+///
+/// | return type | stored |
+/// |---|---|
+/// | `Result<T, E>`, also `io::Result<T>`, `anyhow::Result<T>`: any path whose last segment is `Result<..>` | `Ok` values only; errors are returned and not stored |
+/// | `Option<T>`, any path whose last segment is `Option<..>` | `Some` values only |
+/// | anything else, including no return type | every value |
+///
+/// Only the name is looked at: a type of your own that is named `Result` or `Option` but is not
+/// the standard one does not type-check this way; write `returns = "value"` (or `"result"`,
+/// `"option"` for an alias under another name) to state the intent explicitly.
+///
+/// ```ignore
+/// #[cache(expire = 600)]
+/// async fn rates(currency: String) -> Result<Rates, reqwest::Error> {
+///     let rates = fetch(&currency).await?;
+///     Ok(rates)
+/// }
+///
+/// type Lookup = Result<Row, DbError>;
+///
+/// #[cache(returns = "result")]
+/// async fn lookup(id: u64) -> Lookup {
+///     query(id).await
+/// }
+/// ```
+///
+/// An `impl Trait` return type cannot be stored; name a concrete type.
+///
+/// # Where it applies
+///
+/// On any `async fn` with a body: free functions, methods (with `self`, `&self` or
+/// `&mut self`), associated functions, generic functions and axum handlers. Everything about
+/// the function (attributes, visibility, signature) is kept; only its body is wrapped.
+#[proc_macro_attribute]
+pub fn cache(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::cache(attr.into(), item.into()).into()
+}

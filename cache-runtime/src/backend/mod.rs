@@ -1,0 +1,76 @@
+//! Where entries live: one [`Store`] trait, a Redis and a memory implementation, and the
+//! process-wide current backend set by [`init`](crate::init).
+
+pub(crate) mod memory;
+pub(crate) mod redis;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+use crate::clear::ScopeKind;
+use crate::CacheError;
+
+/// The result of a lookup on the hot path. Errors are already logged and counted by the
+/// store, because the caller's only choice is to run the body.
+pub(crate) enum Fetch<B> {
+    Hit(B),
+    Miss,
+    /// The store could not be asked (unreachable, timed out, answered an error).
+    Unavailable,
+}
+
+/// One place to keep entries. Keys arrive complete (`{prefix}:{namespace}:{key}`).
+pub(crate) trait Store: Send + Sync {
+    /// The stored bytes, borrowed or owned, whichever the store hands out cheaply.
+    type Bytes: AsRef<[u8]> + Send;
+
+    fn get(&self, key: &str) -> impl Future<Output = Fetch<Self::Bytes>> + Send;
+
+    /// Stores `value` for `ttl_secs`; failures are logged and swallowed (fail-open).
+    fn set(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> impl Future<Output = ()> + Send;
+
+    /// Removes entries; an explicit action, so errors are returned.
+    fn clear(&self, scope: &ScopeKind) -> impl Future<Output = Result<u64, CacheError>> + Send;
+}
+
+/// The configured backend with the key prefix every entry lives under.
+pub(crate) struct Backend {
+    pub(crate) prefix: Box<str>,
+    pub(crate) store: AnyStore,
+}
+
+pub(crate) enum AnyStore {
+    Redis(redis::RedisStore),
+    Memory(memory::MemoryStore),
+}
+
+impl Backend {
+    pub(crate) async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
+        match &self.store {
+            AnyStore::Redis(s) => s.clear(scope).await,
+            AnyStore::Memory(s) => s.clear(scope).await,
+        }
+    }
+}
+
+/// Read on every cached call; written only by `init`.
+static CURRENT: ArcSwapOption<Backend> = ArcSwapOption::const_empty();
+
+pub(crate) fn current() -> Option<Arc<Backend>> {
+    CURRENT.load_full()
+}
+
+pub(crate) fn install(backend: Backend) {
+    CURRENT.store(Some(Arc::new(backend)));
+}
+
+/// The part of a key every entry of `scope` starts with, and whether it is the whole key.
+pub(crate) fn scope_prefix(prefix: &str, scope: &ScopeKind) -> (String, bool) {
+    match scope {
+        ScopeKind::Key { namespace, key } => (format!("{prefix}:{namespace}:{key}"), true),
+        ScopeKind::Namespace(ns) => (format!("{prefix}:{ns}:"), false),
+        ScopeKind::All => (format!("{prefix}:"), false),
+    }
+}

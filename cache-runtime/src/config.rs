@@ -1,0 +1,178 @@
+//! [`CacheConfig`]: which backend to use and how long anything may wait.
+
+use std::time::Duration;
+
+use crate::CacheError;
+
+/// Which store a [`CacheConfig`] points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Redis(String),
+    Memory,
+}
+
+/// How the cache is set up; pass it to [`init`](crate::init).
+///
+/// Build one with [`CacheConfig::from_env`], [`CacheConfig::redis`] or [`CacheConfig::memory`],
+/// then adjust it with the builder methods. Nothing is checked until `init`, which reports
+/// every problem as [`CacheError::InvalidConfig`].
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_runtime::CacheConfig;
+///
+/// let config = CacheConfig::redis("redis://127.0.0.1:6379/0")
+///     .prefix("myapp")
+///     .pool_size(16)
+///     .command_timeout(Duration::from_millis(200));
+/// # let _ = config;
+/// ```
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    pub(crate) target: Target,
+    pub(crate) prefix: String,
+    pub(crate) pool_size: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) command_timeout: Duration,
+    pub(crate) pool_wait_timeout: Duration,
+    pub(crate) retry_interval: Duration,
+    pub(crate) max_capacity: u64,
+}
+
+impl CacheConfig {
+    fn with_target(target: Target) -> Self {
+        Self {
+            target,
+            prefix: "cache".to_owned(),
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_millis(500),
+            pool_wait_timeout: Duration::from_millis(500),
+            retry_interval: Duration::from_secs(1),
+            max_capacity: 10_000,
+        }
+    }
+
+    /// Redis at `REDIS_URL` when that variable is set, otherwise the in-memory backend.
+    /// `CACHE_PREFIX`, when set, replaces the default prefix `cache`.
+    ///
+    /// ```
+    /// let config = cache_runtime::CacheConfig::from_env();
+    /// # let _ = config;
+    /// ```
+    pub fn from_env() -> Self {
+        let mut config = match std::env::var("REDIS_URL") {
+            Ok(url) if !url.trim().is_empty() => Self::redis(url),
+            _ => Self::memory(),
+        };
+        if let Ok(prefix) = std::env::var("CACHE_PREFIX") {
+            config.prefix = prefix;
+        }
+        config
+    }
+
+    /// Redis at `url` (`redis://[user][:password@]host[:port][/db]`), through a
+    /// deadpool-redis pool whose connections are shared by concurrent callers.
+    pub fn redis(url: impl Into<String>) -> Self {
+        Self::with_target(Target::Redis(url.into()))
+    }
+
+    /// The in-memory backend (moka): the default when no Redis is configured. It honours
+    /// TTLs, namespaces and every [`Scope`](crate::Scope), and holds at most
+    /// [`max_capacity`](Self::max_capacity) entries.
+    pub fn memory() -> Self {
+        Self::with_target(Target::Memory)
+    }
+
+    /// The first segment of every key (default `cache`). Everything the crate reads, writes,
+    /// scans or deletes lives under `{prefix}:`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How many Redis connections the pool may hold (default 8). Cached calls share
+    /// multiplexed connections; the pool creates, checks and replaces them.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// How long opening a Redis connection may take (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one Redis command may take before the call fails open (default 500 ms).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for a free connection from the pool (default 500 ms).
+    pub fn pool_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_wait_timeout = timeout;
+        self
+    }
+
+    /// After a failed connection attempt, how long cached calls skip Redis before the next
+    /// attempt (default 1 s). Calls in that window run their body at once.
+    pub fn retry_interval(mut self, interval: Duration) -> Self {
+        self.retry_interval = interval;
+        self
+    }
+
+    /// The most entries the in-memory backend holds (default 10,000); least useful ones are
+    /// evicted first.
+    pub fn max_capacity(mut self, entries: u64) -> Self {
+        self.max_capacity = entries;
+        self
+    }
+
+    /// Checks everything that can be checked without connecting.
+    pub(crate) fn validate(&self) -> Result<(), CacheError> {
+        let invalid = |msg: String| Err(CacheError::InvalidConfig(msg));
+        if self.prefix.is_empty() {
+            return invalid("the prefix may not be empty".into());
+        }
+        if self.pool_size == 0 {
+            return invalid("pool_size must be at least 1".into());
+        }
+        for (name, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("command_timeout", self.command_timeout),
+            ("pool_wait_timeout", self.pool_wait_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(format!("{name} must be greater than zero"));
+            }
+        }
+        if self.max_capacity == 0 {
+            return invalid("max_capacity must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let c = CacheConfig::memory();
+        assert_eq!(c.prefix, "cache");
+        assert!(c.validate().is_ok());
+        assert!(CacheConfig::memory().prefix("").validate().is_err());
+        assert!(CacheConfig::redis("redis://x")
+            .pool_size(0)
+            .validate()
+            .is_err());
+        let err = CacheConfig::memory()
+            .command_timeout(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("command_timeout"), "{err}");
+    }
+}

@@ -1,0 +1,82 @@
+//! Redis caching for async functions.
+//!
+//! Put `#[cache]` on an `async fn`; its non-skipped arguments are hashed into a key, a hit
+//! returns the stored value and a miss runs the body and stores its result with a TTL.
+//! The cache is an optimisation and never a source of errors: if Redis is down, slow or holds
+//! garbage, the function simply runs.
+//!
+//! ```
+//! use cache_runtime::{cache, clear_cache, CacheConfig, Scope};
+//!
+//! #[cache(expire = 300, namespace = "catalog")]
+//! async fn get_product(product_id: u64) -> String {
+//!     format!("product {product_id}") // a slow query in real life
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), cache_runtime::CacheError> {
+//! // REDIS_URL set: Redis; unset: the in-memory backend.
+//! cache_runtime::init(CacheConfig::from_env()).await?;
+//! assert_eq!(get_product(42).await, "product 42"); // miss: the body runs
+//! assert_eq!(get_product(42).await, "product 42"); // hit
+//! clear_cache(Scope::namespace("catalog")).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Keys are `{prefix}:{namespace}:{key}`; see the README for the layout and failure rules.
+
+mod backend;
+mod clear;
+mod codec;
+mod config;
+mod error;
+mod key;
+mod stats;
+mod throttle;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use cache_macros::cache;
+pub use clear::{clear_cache, Scope};
+pub use config::CacheConfig;
+pub use error::CacheError;
+pub use stats::{stats, Stats};
+
+use backend::{AnyStore, Backend};
+use config::Target;
+
+/// Sets up the process-wide cache; cached functions called before this just run.
+///
+/// Calling it again replaces the backend (calls already under way finish on the old one).
+/// Errors come only from the configuration (a malformed URL, a zero timeout): a Redis that is
+/// unreachable now is retried later, and the functions run uncached meanwhile.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use cache_runtime::{init, CacheConfig};
+/// init(CacheConfig::memory().max_capacity(1_000)).await.unwrap();
+/// let err = init(CacheConfig::redis("not a url")).await.unwrap_err();
+/// assert!(err.to_string().contains("invalid Redis URL"));
+/// # }
+/// ```
+pub async fn init(config: CacheConfig) -> Result<(), CacheError> {
+    config.validate()?;
+    let store = match &config.target {
+        Target::Redis(url) => {
+            AnyStore::Redis(backend::redis::RedisStore::connect(url, &config).await?)
+        }
+        Target::Memory => AnyStore::Memory(backend::memory::MemoryStore::new(
+            &config.prefix,
+            config.max_capacity,
+        )),
+    };
+    backend::install(Backend {
+        prefix: config.prefix.as_str().into(),
+        store,
+    });
+    Ok(())
+}

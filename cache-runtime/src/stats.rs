@@ -1,0 +1,58 @@
+//! Process-wide counters of what the cache did.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of the cache's counters since the process started; see [`stats`](crate::stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Calls answered from the cache.
+    pub hits: u64,
+    /// Calls whose body ran because the entry was absent, expired or undecodable.
+    pub misses: u64,
+    /// Calls that ran their body without the cache: not initialised, backend unreachable,
+    /// or arguments that could not be hashed.
+    pub bypassed: u64,
+    /// Backend operations that failed (and were failed open).
+    pub errors: u64,
+    /// Stored values that did not decode into the function's type.
+    pub decode_failures: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) bypassed: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) decode_failures: AtomicU64,
+}
+
+pub(crate) static COUNTERS: Counters = Counters {
+    hits: AtomicU64::new(0),
+    misses: AtomicU64::new(0),
+    bypassed: AtomicU64::new(0),
+    errors: AtomicU64::new(0),
+    decode_failures: AtomicU64::new(0),
+};
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The counters of this process.
+///
+/// ```
+/// let s = cache_runtime::stats();
+/// assert!(s.hits <= s.hits + s.misses);
+/// ```
+pub fn stats() -> Stats {
+    let c = &COUNTERS;
+    Stats {
+        hits: c.hits.load(Ordering::Relaxed),
+        misses: c.misses.load(Ordering::Relaxed),
+        bypassed: c.bypassed.load(Ordering::Relaxed),
+        errors: c.errors.load(Ordering::Relaxed),
+        decode_failures: c.decode_failures.load(Ordering::Relaxed),
+    }
+}

@@ -1,0 +1,286 @@
+//! The behavioural suite on Redis, plus what only Redis can show: TTLs on the server, foreign
+//! keys, garbage values, outages, passwords and ACLs. Each test starts its own `redis-server`.
+
+mod suite;
+mod support;
+
+use std::time::Duration;
+
+use cache_runtime::{clear_cache, CacheConfig, Scope};
+use redis::AsyncCommands;
+use support::{exclusive, RedisServer};
+
+/// A fresh server with the cache pointed at it; both live as long as the test.
+struct Fixture {
+    server: RedisServer,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+async fn redis() -> Fixture {
+    let turn = exclusive().await;
+    let server = RedisServer::start();
+    cache_runtime::init(CacheConfig::redis(server.url()))
+        .await
+        .unwrap();
+    Fixture {
+        server,
+        _turn: turn,
+    }
+}
+
+suite_cases!(redis);
+
+async fn keys(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
+    let mut keys: Vec<String> = conn.keys(pattern).await.unwrap();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ttl_in_redis_is_expire_and_the_layout_is_documented() {
+    let f = redis().await;
+    let mut conn = f.server.client().await;
+    suite::get_product(42).await;
+    suite::site_config().await;
+    suite::no_namespace(1).await;
+    let found = keys(&mut conn, "cache:catalog:*").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let key = &found[0];
+    let hash = key.rsplit(':').next().unwrap();
+    assert_eq!(
+        key,
+        &format!("cache:catalog:redis::suite::get_product:{hash}"),
+        "{{prefix}}:{{namespace}}:{{module path}}::{{fn}}:{{md5}}"
+    );
+    assert_eq!(hash.len(), 32);
+    let ttl: i64 = conn.ttl(key).await.unwrap();
+    assert!((299..=300).contains(&ttl), "ttl {ttl}");
+    let ttl: i64 = conn.ttl("cache:config:site").await.unwrap();
+    assert!((59..=60).contains(&ttl), "default expire is 60, got {ttl}");
+    let namespace_less = keys(&mut conn, "cache::*").await;
+    assert_eq!(namespace_less.len(), 1);
+    assert!(namespace_less[0].starts_with("cache::redis::suite::no_namespace:"));
+    let json: String = conn.get("cache:config:site").await.unwrap();
+    assert_eq!(json, r#"{"title":"shop"}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clears_touch_nothing_outside_the_prefix() {
+    let f = redis().await;
+    let mut conn = f.server.client().await;
+    for key in [
+        "other:1",
+        "cachex:catalog:1",
+        "cache",
+        "users:1",
+        "CACHE:catalog:x",
+    ] {
+        let _: () = conn.set(key, "foreign").await.unwrap();
+    }
+    suite::get_product(1).await;
+    suite::in_users(1).await;
+    assert_eq!(clear_cache(Scope::namespace("users")).await.unwrap(), 1);
+    assert_eq!(clear_cache(Scope::all()).await.unwrap(), 1);
+    for key in [
+        "other:1",
+        "cachex:catalog:1",
+        "cache",
+        "users:1",
+        "CACHE:catalog:x",
+    ] {
+        let v: Option<String> = conn.get(key).await.unwrap();
+        assert_eq!(v.as_deref(), Some("foreign"), "{key} survived");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_prefix_holds_every_key() {
+    let _turn = exclusive().await;
+    let server = RedisServer::start();
+    cache_runtime::init(CacheConfig::redis(server.url()).prefix("myapp"))
+        .await
+        .unwrap();
+    let mut conn = server.client().await;
+    suite::get_product(1).await;
+    suite::site_config().await;
+    assert_eq!(keys(&mut conn, "*").await.len(), 2);
+    assert_eq!(keys(&mut conn, "myapp:*").await.len(), 2);
+    assert_eq!(clear_cache(Scope::all()).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_redis_is_a_miss_and_is_overwritten() {
+    let f = redis().await;
+    let mut conn = f.server.client().await;
+    let good = suite::site_config().await;
+    let garbage: [&[u8]; 4] = [b"{\"title\":", b"\xff\xfe\x00binary", b"42", b""];
+    for bad in garbage {
+        let _: () = conn.set("cache:config:site", bad).await.unwrap();
+        assert_eq!(suite::site_config().await, good);
+        let stored: String = conn.get("cache:config:site").await.unwrap();
+        assert_eq!(stored, r#"{"title":"shop"}"#, "overwritten");
+    }
+    // A key of another Redis type.
+    let _: () = conn.del("cache:config:site").await.unwrap();
+    let _: () = conn.rpush("cache:config:site", "x").await.unwrap();
+    assert_eq!(suite::site_config().await, good);
+    let stored: String = conn.get("cache:config:site").await.unwrap();
+    assert_eq!(stored, r#"{"title":"shop"}"#, "overwritten");
+}
+
+/// Calls `get_product(id)` and checks the result is right whatever happens to Redis.
+async fn correct_product(id: u64) {
+    let p = tokio::time::timeout(Duration::from_secs(5), suite::get_product(id))
+        .await
+        .expect("a cached call is bounded");
+    assert_eq!(p.id, id);
+}
+
+/// True when a call of `get_product(id)` is served from the cache.
+async fn is_hit(id: u64) -> bool {
+    let before = cache_runtime::stats().hits;
+    correct_product(id).await;
+    cache_runtime::stats().hits > before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_absent_at_init_then_caching_starts_when_it_appears() {
+    let _turn = exclusive().await;
+    let port = support::free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let config = CacheConfig::redis(url).retry_interval(Duration::from_millis(200));
+    cache_runtime::init(config)
+        .await
+        .expect("an unreachable Redis is not fatal");
+    for _ in 0..3 {
+        correct_product(1).await;
+        assert!(!is_hit(1).await);
+    }
+    assert!(
+        clear_cache(Scope::all()).await.is_err(),
+        "an admin action reports the outage"
+    );
+    let _server = RedisServer::start_on(port, &[]);
+    let resumed = support::eventually(Duration::from_secs(5), || async { is_hit(1).await }).await;
+    assert!(resumed, "caching started without a restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_test_then_restarted_caching_resumes() {
+    let _turn = exclusive().await;
+    let mut server = RedisServer::start();
+    let config = CacheConfig::redis(server.url()).retry_interval(Duration::from_millis(200));
+    cache_runtime::init(config).await.unwrap();
+    correct_product(7).await;
+    assert!(is_hit(7).await);
+    server.kill();
+    let calls: Vec<_> = (0..50u64)
+        .map(|i| tokio::spawn(correct_product(i % 5)))
+        .collect();
+    for call in calls {
+        call.await.expect("no panic while Redis is down");
+    }
+    server.restart();
+    let resumed = support::eventually(Duration::from_secs(5), || async { is_hit(7).await }).await;
+    assert!(resumed, "caching resumed after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_an_outage_not_an_error() {
+    let _turn = exclusive().await;
+    let server = RedisServer::start_with(&["--requirepass", "right"]);
+    let wrong = server.url_with("", "wrong");
+    cache_runtime::init(CacheConfig::redis(wrong))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(!is_hit(3).await);
+    }
+    assert!(clear_cache(Scope::all()).await.is_err());
+    // The right one works.
+    cache_runtime::init(CacheConfig::redis(server.url_with("", "right")))
+        .await
+        .unwrap();
+    correct_product(3).await;
+    assert!(is_hit(3).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_confined_to_the_prefix_is_enough() {
+    let _turn = exclusive().await;
+    let server = RedisServer::start();
+    let mut admin = server.client().await;
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "app",
+            "on",
+            ">pw",
+            "resetkeys",
+            "~cache:*",
+            "resetchannels",
+            "-@all",
+            "+@all",
+            "-@dangerous",
+        ])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = admin.set("secret:1", "x").await.unwrap();
+    cache_runtime::init(CacheConfig::redis(server.url_with("app", "pw")))
+        .await
+        .unwrap();
+    correct_product(5).await;
+    assert!(is_hit(5).await);
+    suite::in_users(1).await;
+    assert_eq!(clear_cache(Scope::namespace("users")).await.unwrap(), 1);
+    assert_eq!(
+        clear_cache(Scope::key("catalog", "nothing")).await.unwrap(),
+        0
+    );
+    assert_eq!(clear_cache(Scope::all()).await.unwrap(), 1);
+    let errors_before = cache_runtime::stats().errors;
+    correct_product(5).await;
+    assert!(is_hit(5).await);
+    assert_eq!(
+        cache_runtime::stats().errors,
+        errors_before,
+        "no command was refused"
+    );
+    let v: Option<String> = admin.get("secret:1").await.unwrap();
+    assert_eq!(v.as_deref(), Some("x"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_url_or_config_is_an_init_error() {
+    let _turn = exclusive().await;
+    for config in [
+        CacheConfig::redis("not a url"),
+        CacheConfig::redis("http://127.0.0.1/"),
+        CacheConfig::redis("redis://127.0.0.1:1/").pool_size(0),
+        CacheConfig::redis("redis://127.0.0.1:1/").command_timeout(Duration::ZERO),
+        CacheConfig::memory().prefix(""),
+    ] {
+        let err = cache_runtime::init(config).await.unwrap_err();
+        assert!(
+            matches!(err, cache_runtime::CacheError::InvalidConfig(_)),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_costs_each_call_at_most_the_command_timeout() {
+    let _turn = exclusive().await;
+    let server = RedisServer::start();
+    let config = CacheConfig::redis(server.url()).command_timeout(Duration::from_millis(200));
+    cache_runtime::init(config).await.unwrap();
+    correct_product(1).await;
+    server.freeze();
+    let started = std::time::Instant::now();
+    correct_product(1).await;
+    let took = started.elapsed();
+    server.thaw();
+    // 200 ms timeout + 5 ms body; generous slack for a loaded machine, still far below 5 s.
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}

@@ -1,0 +1,524 @@
+//! The behavioural suite, run against every backend (see `tests/memory.rs`, `tests/redis.rs`).
+//! Each case assumes `init` was just called with a fresh, empty backend.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{cache, clear_cache, CacheError, Scope};
+use serde::{Deserialize, Serialize};
+
+static RUNS: Runs = Runs::new();
+
+/// Body-run counters, one per function of this suite.
+pub struct Runs([AtomicUsize; 32]);
+
+impl Runs {
+    const fn new() -> Self {
+        Self([const { AtomicUsize::new(0) }; 32])
+    }
+    fn bump(&self, i: usize) {
+        self.0[i].fetch_add(1, Ordering::SeqCst);
+    }
+    fn get(&self, i: usize) -> usize {
+        self.0[i].load(Ordering::SeqCst)
+    }
+}
+
+/// Runs `f` and returns its result with how many times body `i` ran meanwhile.
+async fn counting<T>(i: usize, f: impl std::future::Future<Output = T>) -> (T, usize) {
+    let before = RUNS.get(i);
+    let out = f.await;
+    (out, RUNS.get(i) - before)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: u64,
+    pub name: String,
+    pub price_cents: u64,
+    pub tags: Vec<String>,
+}
+
+#[cache(expire = 300, namespace = "catalog")]
+pub async fn get_product(product_id: u64) -> Product {
+    RUNS.bump(0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    Product {
+        id: product_id,
+        name: format!("product {product_id}"),
+        price_cents: product_id * 100,
+        tags: vec!["a".into(), "b".into()],
+    }
+}
+
+pub async fn miss_then_hit() {
+    let (first, runs) = counting(0, get_product(42)).await;
+    assert_eq!(runs, 1, "a miss runs the body");
+    let (second, runs) = counting(0, get_product(42)).await;
+    assert_eq!(runs, 0, "a hit does not run the body");
+    assert_eq!(first, second);
+    assert_eq!(second.id, 42);
+}
+
+/// A database handle: not serializable, so it must be skipped.
+pub struct Db {
+    pub name: &'static str,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: u64,
+    pub name: String,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct AppError(pub String);
+
+#[cache(expire = 60, namespace = "users", skip = [db])]
+pub async fn get_user(db: &Db, user_id: u64) -> Result<User, AppError> {
+    RUNS.bump(1);
+    if user_id == 0 {
+        return Err(AppError(format!("no user 0 in {}", db.name)));
+    }
+    Ok(User {
+        id: user_id,
+        name: format!("user {user_id}"),
+    })
+}
+
+pub async fn arguments_make_the_key_and_skipped_ones_do_not() {
+    let (a, b) = (Db { name: "a" }, Db { name: "b" });
+    let (u, runs) = counting(1, get_user(&a, 1)).await;
+    assert_eq!((u.unwrap().id, runs), (1, 1));
+    let (u, runs) = counting(1, get_user(&b, 1)).await;
+    assert_eq!(
+        (u.unwrap().id, runs),
+        (1, 0),
+        "a skipped argument is not in the key"
+    );
+    let (u, runs) = counting(1, get_user(&a, 2)).await;
+    assert_eq!(
+        (u.unwrap().id, runs),
+        (2, 1),
+        "another argument is another entry"
+    );
+    let (u, runs) = counting(1, get_user(&a, 2)).await;
+    assert_eq!((u.unwrap().name, runs), ("user 2".to_string(), 0));
+}
+
+#[cache(namespace = "strings")]
+pub async fn concat(a: String, b: String) -> String {
+    RUNS.bump(2);
+    format!("{a}|{b}")
+}
+
+pub async fn hash_input_is_injective() {
+    let (x, runs) = counting(2, concat("ab".into(), "c".into())).await;
+    assert_eq!((x.as_str(), runs), ("ab|c", 1));
+    let (y, runs) = counting(2, concat("a".into(), "bc".into())).await;
+    assert_eq!(
+        (y.as_str(), runs),
+        ("a|bc", 1),
+        "(ab, c) and (a, bc) share no key"
+    );
+}
+
+pub async fn err_and_none_are_not_cached() {
+    let db = Db { name: "main" };
+    for _ in 0..2 {
+        let (r, runs) = counting(1, get_user(&db, 0)).await;
+        assert!(r.is_err());
+        assert_eq!(runs, 1, "Err is not cached");
+    }
+    for _ in 0..2 {
+        let (r, runs) = counting(3, maybe(0)).await;
+        assert_eq!((r, runs), (None, 1), "None is not cached");
+    }
+    let (r, runs) = counting(3, maybe(7)).await;
+    assert_eq!((r, runs), (Some(7), 1));
+    let (r, runs) = counting(3, maybe(7)).await;
+    assert_eq!((r, runs), (Some(7), 0), "Some is cached");
+}
+
+#[cache(namespace = "maybe")]
+pub async fn maybe(n: u32) -> Option<u32> {
+    RUNS.bump(3);
+    (n != 0).then_some(n)
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub title: String,
+}
+
+#[cache(namespace = "config", key = "site")]
+pub async fn site_config() -> Config {
+    RUNS.bump(4);
+    Config {
+        title: "shop".into(),
+    }
+}
+
+#[cache(namespace = "posts", key_builder = |user: &String, page: &u32| format!("{user}:{page}"))]
+pub async fn posts(user: String, page: u32) -> Vec<String> {
+    RUNS.bump(5);
+    (0..3).map(|i| format!("{user}-{page}-{i}")).collect()
+}
+
+#[cache(namespace = "products", key = "product_{id}")]
+pub async fn product_by_template(id: u64) -> u64 {
+    RUNS.bump(6);
+    id * 2
+}
+
+#[cache(namespace = "by_db", key_builder = |db: &Db, id: &u64| format!("{}-{id}", db.name))]
+pub async fn keyed_by_db(db: &Db, id: u64) -> String {
+    RUNS.bump(7);
+    format!("{}:{id}", db.name)
+}
+
+pub async fn static_keys_and_key_builders() {
+    let (c, runs) = counting(4, site_config()).await;
+    assert_eq!((c.title.as_str(), runs), ("shop", 1));
+    let (_, runs) = counting(4, site_config()).await;
+    assert_eq!(runs, 0);
+
+    let (p, runs) = counting(5, posts("alice".into(), 1)).await;
+    assert_eq!((p.len(), runs), (3, 1));
+    let (_, runs) = counting(5, posts("alice".into(), 1)).await;
+    assert_eq!(runs, 0);
+    let (_, runs) = counting(5, posts("alice".into(), 2)).await;
+    assert_eq!(runs, 1);
+
+    // Scope::key names exactly what `key` or `key_builder` produced.
+    assert_eq!(clear_cache(Scope::key("config", "site")).await.unwrap(), 1);
+    assert_eq!(
+        clear_cache(Scope::key("posts", "alice:1")).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        clear_cache(Scope::key("posts", "alice:1")).await.unwrap(),
+        0
+    );
+    let (_, runs) = counting(4, site_config()).await;
+    assert_eq!(runs, 1, "cleared by Scope::key");
+    let (_, runs) = counting(5, posts("alice".into(), 1)).await;
+    assert_eq!(runs, 1, "cleared by Scope::key");
+    let (_, runs) = counting(5, posts("alice".into(), 2)).await;
+    assert_eq!(runs, 0, "another key of the namespace survives");
+
+    let (v, runs) = counting(6, product_by_template(123)).await;
+    assert_eq!((v, runs), (246, 1));
+    assert_eq!(
+        clear_cache(Scope::key("products", "product_123"))
+            .await
+            .unwrap(),
+        1
+    );
+
+    let (a, b) = (Db { name: "a" }, Db { name: "b" });
+    let (v, runs) = counting(7, keyed_by_db(&a, 5)).await;
+    assert_eq!((v.as_str(), runs), ("a:5", 1));
+    let (_, runs) = counting(7, keyed_by_db(&b, 5)).await;
+    assert_eq!(
+        runs, 1,
+        "the key builder saw the db, passed as the reference it is"
+    );
+    assert_eq!(clear_cache(Scope::key("by_db", "a-5")).await.unwrap(), 1);
+}
+
+#[cache(namespace = "ns_a")]
+pub async fn in_a(n: u32) -> u32 {
+    RUNS.bump(8);
+    n
+}
+
+#[cache(namespace = "ns_b")]
+pub async fn in_b(n: u32) -> u32 {
+    RUNS.bump(9);
+    n
+}
+
+#[cache]
+pub async fn no_namespace(n: u32) -> u32 {
+    RUNS.bump(10);
+    n
+}
+
+#[cache(namespace = "user*")]
+pub async fn in_user_glob(n: u32) -> u32 {
+    RUNS.bump(11);
+    n
+}
+
+#[cache(namespace = "users")]
+pub async fn in_users(n: u32) -> u32 {
+    RUNS.bump(12);
+    n
+}
+
+pub async fn namespaces_are_isolated() {
+    for n in 0..3 {
+        in_a(n).await;
+        in_b(n).await;
+    }
+    assert_eq!(clear_cache(Scope::namespace("ns_a")).await.unwrap(), 3);
+    let (_, runs) = counting(8, in_a(1)).await;
+    assert_eq!(runs, 1, "namespace a was cleared");
+    let (_, runs) = counting(9, in_b(1)).await;
+    assert_eq!(runs, 0, "namespace b survives");
+}
+
+pub async fn glob_characters_are_escaped() {
+    in_user_glob(1).await;
+    in_users(1).await;
+    assert_eq!(clear_cache(Scope::namespace("user*")).await.unwrap(), 1);
+    let (_, runs) = counting(12, in_users(1)).await;
+    assert_eq!(runs, 0, "clearing `user*` leaves `users` alone");
+    let (_, runs) = counting(11, in_user_glob(1)).await;
+    assert_eq!(runs, 1);
+    assert_eq!(clear_cache(Scope::namespace("*")).await.unwrap(), 0);
+    assert_eq!(clear_cache(Scope::namespace("user?")).await.unwrap(), 0);
+    assert_eq!(clear_cache(Scope::namespace("[u]sers")).await.unwrap(), 0);
+    let (_, runs) = counting(12, in_users(1)).await;
+    assert_eq!(runs, 0);
+}
+
+pub async fn namespace_less_entries_survive_namespace_clears() {
+    no_namespace(5).await;
+    in_a(5).await;
+    for ns in ["ns_a", "ns_b", "*", "cache", "suite", "?"] {
+        clear_cache(Scope::namespace(ns)).await.unwrap();
+    }
+    let (_, runs) = counting(10, no_namespace(5)).await;
+    assert_eq!(runs, 0, "no namespace clear reaches a namespace-less entry");
+    assert_eq!(clear_cache(Scope::all()).await.unwrap(), 1);
+    let (_, runs) = counting(10, no_namespace(5)).await;
+    assert_eq!(runs, 1, "Scope::all does");
+}
+
+pub async fn scope_all_clears_everything() {
+    get_product(1).await;
+    in_a(1).await;
+    site_config().await;
+    assert_eq!(clear_cache(Scope::all()).await.unwrap(), 3);
+    assert_eq!(clear_cache(Scope::all()).await.unwrap(), 0);
+    let (_, runs) = counting(0, get_product(1)).await;
+    assert_eq!(runs, 1);
+}
+
+pub async fn invalid_namespaces_are_refused() {
+    for scope in [
+        Scope::namespace("x:y"),
+        Scope::namespace(""),
+        Scope::key("a:b", "k"),
+    ] {
+        let err = clear_cache(scope).await.unwrap_err();
+        assert!(matches!(err, CacheError::InvalidNamespace(_)), "{err}");
+        assert!(err.to_string().contains("may not contain `:`"), "{err}");
+    }
+    // A namespace-less static key is addressed with the empty namespace.
+    assert_eq!(clear_cache(Scope::key("", "nothing")).await.unwrap(), 0);
+}
+
+#[cache(expire = 1, namespace = "short")]
+pub async fn short_lived(n: u32) -> u32 {
+    RUNS.bump(13);
+    n
+}
+
+pub async fn entries_expire_after_their_ttl() {
+    let (_, runs) = counting(13, short_lived(1)).await;
+    assert_eq!(runs, 1);
+    let (_, runs) = counting(13, short_lived(1)).await;
+    assert_eq!(runs, 0);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (_, runs) = counting(13, short_lived(1)).await;
+    assert_eq!(runs, 1, "expired after `expire` seconds");
+}
+
+#[cache(namespace = "shape", key = "shared")]
+pub async fn shape_number() -> u64 {
+    RUNS.bump(14);
+    7
+}
+
+#[cache(namespace = "shape", key = "shared")]
+pub async fn shape_text() -> String {
+    RUNS.bump(15);
+    "seven".into()
+}
+
+pub async fn a_value_of_the_wrong_shape_is_a_miss() {
+    assert_eq!(shape_number().await, 7);
+    let (t, runs) = counting(15, shape_text()).await;
+    assert_eq!(
+        (t.as_str(), runs),
+        ("seven", 1),
+        "a number does not decode as text"
+    );
+    let (t, runs) = counting(15, shape_text()).await;
+    assert_eq!(
+        (t.as_str(), runs),
+        ("seven", 0),
+        "the entry was overwritten"
+    );
+}
+
+#[cache(namespace = "many")]
+pub async fn slow_square(n: u64) -> u64 {
+    RUNS.bump(16);
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    n * n
+}
+
+pub async fn concurrent_callers_get_their_own_results() {
+    let tasks: Vec<_> = (0..200u64)
+        .map(|i| tokio::spawn(async move { (i, slow_square(i % 20).await) }))
+        .collect();
+    for task in tasks {
+        let (i, got) = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("bounded")
+            .expect("no panic");
+        assert_eq!(
+            got,
+            (i % 20) * (i % 20),
+            "caller {i} got another caller's value"
+        );
+    }
+    let (v, runs) = counting(16, slow_square(3)).await;
+    assert_eq!((v, runs), (9, 0));
+}
+
+#[derive(Serialize)]
+pub struct Repo {
+    pub region: String,
+}
+
+impl Repo {
+    #[cache(namespace = "methods")]
+    pub async fn hashed_self(&self, id: u32) -> String {
+        RUNS.bump(17);
+        format!("{}:{id}", self.region)
+    }
+
+    #[cache(namespace = "methods", skip = [self])]
+    pub async fn skipped_self(&self, id: u32) -> String {
+        RUNS.bump(18);
+        format!("{}:{id}", self.region)
+    }
+}
+
+#[cache(namespace = "generic")]
+pub async fn generic_len<T: Serialize + Send + Sync>(items: Vec<T>) -> usize {
+    RUNS.bump(19);
+    items.len()
+}
+
+/// Stands in for a web framework's extractor.
+#[derive(Serialize)]
+pub struct Path<T>(pub T);
+
+#[cache(namespace = "handlers")]
+pub async fn handler(Path(id): Path<u64>, (page, _size): (u32, u32)) -> String {
+    RUNS.bump(20);
+    format!("{id}/{page}")
+}
+
+#[cache(namespace = "handlers", skip = [page])]
+pub async fn handler_skipping(Path(id): Path<u64>, (page, _size): (u32, u32)) -> String {
+    RUNS.bump(21);
+    format!("{id}/{page}")
+}
+
+#[cache(namespace = "io")]
+pub async fn io_result(n: u32) -> std::io::Result<u32> {
+    RUNS.bump(22);
+    if n == 0 {
+        return Err(std::io::Error::other("zero"));
+    }
+    let parsed: u32 = format!("{n}").parse().map_err(std::io::Error::other)?;
+    Ok(parsed)
+}
+
+pub async fn methods_generics_patterns_and_aliases() {
+    let eu = Repo {
+        region: "eu".into(),
+    };
+    let us = Repo {
+        region: "us".into(),
+    };
+    let (v, runs) = counting(17, eu.hashed_self(1)).await;
+    assert_eq!((v.as_str(), runs), ("eu:1", 1));
+    let (v, runs) = counting(17, us.hashed_self(1)).await;
+    assert_eq!((v.as_str(), runs), ("us:1", 1), "self is hashed");
+    let (v, runs) = counting(18, eu.skipped_self(1)).await;
+    assert_eq!((v.as_str(), runs), ("eu:1", 1));
+    let (v, runs) = counting(18, us.skipped_self(1)).await;
+    assert_eq!((v.as_str(), runs), ("eu:1", 0), "a skipped self is not");
+
+    let (n, runs) = counting(19, generic_len(vec![1, 2, 3])).await;
+    assert_eq!((n, runs), (3, 1));
+    let (n, runs) = counting(19, generic_len(vec![1, 2, 3])).await;
+    assert_eq!((n, runs), (3, 0));
+    let (n, runs) = counting(19, generic_len(vec!["x"])).await;
+    assert_eq!((n, runs), (1, 1));
+
+    let (v, runs) = counting(20, handler(Path(9), (1, 10))).await;
+    assert_eq!((v.as_str(), runs), ("9/1", 1));
+    let (_, runs) = counting(20, handler(Path(9), (1, 20))).await;
+    assert_eq!(runs, 1, "every bound name is hashed");
+    let (_, runs) = counting(20, handler(Path(9), (1, 10))).await;
+    assert_eq!(runs, 0);
+    let (_, runs) = counting(21, handler_skipping(Path(9), (1, 10))).await;
+    assert_eq!(runs, 1);
+    let (v, runs) = counting(21, handler_skipping(Path(9), (2, 10))).await;
+    assert_eq!(
+        (v.as_str(), runs),
+        ("9/1", 0),
+        "a bound name can be skipped"
+    );
+
+    let (r, runs) = counting(22, io_result(0)).await;
+    assert!(r.is_err() && runs == 1);
+    let (_, runs) = counting(22, io_result(0)).await;
+    assert_eq!(runs, 1, "Err of io::Result is not cached");
+    let (_, runs) = counting(22, io_result(4)).await;
+    assert_eq!(runs, 1);
+    let (r, runs) = counting(22, io_result(4)).await;
+    assert_eq!((r.unwrap(), runs), (4, 0));
+}
+
+/// Every case of the suite; the backend test files generate one test per name.
+#[macro_export]
+macro_rules! suite_cases {
+    ($setup:path) => {
+        $crate::suite_cases!($setup;
+            miss_then_hit,
+            arguments_make_the_key_and_skipped_ones_do_not,
+            hash_input_is_injective,
+            err_and_none_are_not_cached,
+            static_keys_and_key_builders,
+            namespaces_are_isolated,
+            glob_characters_are_escaped,
+            namespace_less_entries_survive_namespace_clears,
+            scope_all_clears_everything,
+            invalid_namespaces_are_refused,
+            entries_expire_after_their_ttl,
+            a_value_of_the_wrong_shape_is_a_miss,
+            concurrent_callers_get_their_own_results,
+            methods_generics_patterns_and_aliases
+        );
+    };
+    ($setup:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let _fixture = $setup().await;
+                suite::$case().await;
+            }
+        )*
+    };
+}
