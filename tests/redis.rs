@@ -284,3 +284,17 @@ async fn a_frozen_redis_costs_each_call_at_most_the_command_timeout() {
     // 200 ms timeout + 5 ms body; generous slack for a loaded machine, still far below 5 s.
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn busy_callers_do_not_starve_other_tasks_while_redis_is_known_down() {
+    let _turn = exclusive().await;
+    let mut server = RedisServer::start();
+    let config = CacheConfig::redis(server.url()).retry_interval(Duration::from_secs(30));
+    cache_runtime::init(config).await.unwrap();
+    server.kill();
+    // The first call finds the connection gone and marks Redis down for the retry interval.
+    for _ in 0..3 {
+        correct_product(1).await;
+    }
+    suite::busy_callers_do_not_starve_other_tasks().await;
+}

@@ -79,13 +79,7 @@ impl Parse for CacheArgs {
             let name = Ident::parse_any(input)?;
             let name_str = name.to_string();
             if !ARGUMENTS.contains(&name_str.as_str()) {
-                return Err(syn::Error::new(
-                    name.span(),
-                    format!(
-                        "unknown `cache` argument `{name_str}`; expected one of `expire`, \
-                         `namespace`, `key`, `key_builder`, `skip`, `returns`"
-                    ),
-                ));
+                return Err(unknown_argument(&name));
             }
             if seen.contains(&name_str) {
                 return Err(syn::Error::new(
@@ -117,7 +111,7 @@ impl Parse for CacheArgs {
                 "key_builder" => args.key = Some(Key::Builder(Box::new(input.parse()?))),
                 "skip" => args.skip = parse_skip(input)?,
                 "returns" => args.returns = Some(parse_returns(&input.parse()?)?),
-                _ => unreachable!("checked against ARGUMENTS above"),
+                _ => return Err(unknown_argument(&name)),
             }
 
             if input.is_empty() {
@@ -130,6 +124,16 @@ impl Parse for CacheArgs {
         }
         Ok(args)
     }
+}
+
+fn unknown_argument(name: &Ident) -> syn::Error {
+    syn::Error::new(
+        name.span(),
+        format!(
+            "unknown `cache` argument `{name}`; expected one of `expire`, `namespace`, `key`, \
+             `key_builder`, `skip`, `returns`"
+        ),
+    )
 }
 
 fn parse_expire(value: &Expr) -> syn::Result<u64> {
@@ -342,4 +346,229 @@ fn check_placeholder_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::ToTokens as _;
+
+    fn parse(input: &str) -> CacheArgs {
+        match syn::parse_str::<CacheArgs>(input) {
+            Ok(args) => args,
+            Err(error) => panic!("`{input}` did not parse: {error}"),
+        }
+    }
+
+    fn error(input: &str) -> String {
+        match syn::parse_str::<CacheArgs>(input) {
+            Ok(_) => panic!("`{input}` parsed, but should not"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_means_defaults() {
+        let args = parse("");
+        assert_eq!(args.expire, None);
+        assert_eq!(args.namespace, None);
+        assert!(args.key.is_none());
+        assert!(args.skip.is_empty());
+        assert_eq!(args.returns, None);
+    }
+
+    #[test]
+    fn every_argument() {
+        let args = parse(
+            r#"expire = 300, namespace = "catalog", key = "p:{id}:{page:03}", skip = [self, db],
+               returns = "option","#,
+        );
+        assert_eq!(args.expire, Some(300));
+        assert_eq!(args.namespace.as_deref(), Some("catalog"));
+        match args.key {
+            Some(Key::Template { lit, names }) => {
+                assert_eq!(lit.value(), "p:{id}:{page:03}");
+                assert_eq!(names, ["id", "page"]);
+            }
+            _ => panic!("expected a key template"),
+        }
+        let skip: Vec<String> = args.skip.iter().map(ToString::to_string).collect();
+        assert_eq!(skip, ["self", "db"]);
+        assert_eq!(args.returns, Some(Mode::Option));
+    }
+
+    #[test]
+    fn expire_forms() {
+        assert_eq!(parse("expire = 1").expire, Some(1));
+        assert_eq!(parse("expire = 86_400").expire, Some(86_400));
+        assert_eq!(parse("expire = 60u64").expire, Some(60));
+        assert_eq!(
+            parse("expire = 18446744073709551615").expire,
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn returns_forms() {
+        assert_eq!(parse(r#"returns = "value""#).returns, Some(Mode::Value));
+        assert_eq!(parse(r#"returns = "result""#).returns, Some(Mode::Result));
+        assert_eq!(parse(r#"returns = "option""#).returns, Some(Mode::Option));
+    }
+
+    #[test]
+    fn key_builder_closure_then_more_arguments() {
+        let args = parse(
+            r#"key_builder = |user: &String, page: &u32| format!("{user}:{page}"), expire = 5"#,
+        );
+        match args.key {
+            Some(Key::Builder(expr)) => {
+                assert!(matches!(*expr, Expr::Closure(_)));
+                assert_eq!(
+                    expr.to_token_stream().to_string(),
+                    r#"| user : & String , page : & u32 | format ! ("{user}:{page}")"#
+                );
+            }
+            _ => panic!("expected a key builder"),
+        }
+        assert_eq!(args.expire, Some(5));
+    }
+
+    #[test]
+    fn key_builder_path() {
+        match parse("key_builder = crate::keys::page").key {
+            Some(Key::Builder(expr)) => assert!(matches!(*expr, Expr::Path(_))),
+            _ => panic!("expected a key builder"),
+        }
+    }
+
+    #[test]
+    fn expire_errors() {
+        let not_whole = "`expire` must be a whole number of seconds, like `expire = 60`";
+        assert_eq!(error(r#"expire = "60""#), not_whole);
+        assert_eq!(error("expire = 1.5"), not_whole);
+        assert_eq!(error("expire = x"), not_whole);
+        assert_eq!(error("expire = 0"), "`expire` must be at least 1 second");
+        assert_eq!(error("expire = -5"), "`expire` must be at least 1 second");
+        assert_eq!(
+            error("expire = 18446744073709551616"),
+            "`expire` is too large; it must fit in a `u64` number of seconds"
+        );
+    }
+
+    #[test]
+    fn namespace_errors() {
+        assert_eq!(
+            error(r#"namespace = "a:b""#),
+            "a namespace may not contain `:`, which separates the parts of a cache key"
+        );
+        assert_eq!(
+            error(r#"namespace = """#),
+            "the namespace may not be empty; omit `namespace` instead"
+        );
+        assert_eq!(
+            error("namespace = catalog"),
+            "`namespace` must be a string literal, like `namespace = \"catalog\"`"
+        );
+    }
+
+    #[test]
+    fn argument_errors() {
+        assert_eq!(
+            error("ttl = 5"),
+            "unknown `cache` argument `ttl`; expected one of `expire`, `namespace`, `key`, \
+             `key_builder`, `skip`, `returns`"
+        );
+        assert_eq!(
+            error("expire = 5, expire = 6"),
+            "duplicate `cache` argument `expire`"
+        );
+        assert_eq!(
+            error(r#"key = "a", key_builder = f"#),
+            "`key` and `key_builder` cannot be used together"
+        );
+        assert_eq!(
+            error(r#"key_builder = f, key = "a""#),
+            "`key` and `key_builder` cannot be used together"
+        );
+        assert_eq!(
+            error("60"),
+            "expected a `cache` argument, like `expire = 60`"
+        );
+        assert_eq!(error("expire 60"), "expected `=` after `expire`");
+        assert_eq!(
+            error("expire = 60 namespace = \"a\""),
+            "expected `,` between `cache` arguments"
+        );
+    }
+
+    #[test]
+    fn returns_errors() {
+        let expected = "`returns` must be \"value\", \"result\" or \"option\"";
+        assert_eq!(error(r#"returns = "vec""#), expected);
+        assert_eq!(error("returns = result"), expected);
+    }
+
+    #[test]
+    fn skip_errors() {
+        let brackets = "`skip` takes a list in brackets, like `skip = [a, b]`";
+        assert_eq!(error("skip(a, b)"), brackets);
+        assert_eq!(error("skip = a"), brackets);
+        assert_eq!(
+            error("skip = [a, b, a]"),
+            "`a` is listed in `skip` more than once"
+        );
+        assert!(parse("skip = []").skip.is_empty());
+    }
+
+    #[test]
+    fn key_errors() {
+        assert_eq!(
+            error("key = 5"),
+            "`key` must be a string literal, like `key = \"user:{id}\"`"
+        );
+        assert_eq!(
+            error(r#"key = "{self}""#),
+            "`key` cannot refer to `{self}`; use `key_builder` to build a key from `self`"
+        );
+        assert_eq!(
+            error(r#"key = "{a""#),
+            "`key` has an unclosed `{`; write `{{` for a literal brace"
+        );
+        assert_eq!(
+            error(r#"key = "a}""#),
+            "`key` has an unmatched `}`; write `}}` for a literal brace"
+        );
+    }
+
+    #[test]
+    fn placeholder_names() {
+        assert_eq!(placeholders("plain").unwrap(), Vec::<String>::new());
+        assert_eq!(placeholders("{{id}}").unwrap(), Vec::<String>::new());
+        assert_eq!(placeholders("{{{id}}}").unwrap(), ["id"]);
+        assert_eq!(placeholders("{a}-{b:?}-{a}").unwrap(), ["a", "b"]);
+        assert_eq!(
+            placeholders("{x:>width$.prec$}").unwrap(),
+            ["x", "width", "prec"]
+        );
+        assert_eq!(placeholders("{x:$>8}").unwrap(), ["x"]);
+        assert_eq!(placeholders("{_id}{été}").unwrap(), ["_id", "été"]);
+        let positional =
+            "`key` placeholders must name an argument, like `{id}`; `{}`, `{0}` and `.*` are not \
+             supported";
+        assert_eq!(placeholders("{}").unwrap_err(), positional);
+        assert_eq!(placeholders("{0}").unwrap_err(), positional);
+        assert_eq!(placeholders("{:?}").unwrap_err(), positional);
+        assert_eq!(placeholders("{x:.*}").unwrap_err(), positional);
+        assert_eq!(placeholders("{x:1$}").unwrap_err(), positional);
+        assert_eq!(
+            placeholders("{a b}").unwrap_err(),
+            "`key` placeholder `{a b}` is not an argument name; placeholders look like `{id}` \
+             or `{id:>8}`"
+        );
+        assert_eq!(
+            placeholders("{1a}").unwrap_err(),
+            "`key` placeholder `{1a}` is not an argument name; placeholders look like `{id}` \
+             or `{id:>8}`"
+        );
+    }
 }

@@ -24,11 +24,7 @@ const NOT_ASYNC_FN: &str = "`#[cache]` can only be applied to an `async fn`";
 /// On any error the result is the error as `compile_error!` followed by the unchanged item, so
 /// that code using the function does not report errors of its own.
 pub(crate) fn cache(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let expanded = syn::parse2::<CacheArgs>(attr).and_then(|args| {
-        let function = syn::parse2::<CachedFn>(item.clone())?;
-        gen_function(args, function)
-    });
-    match expanded {
+    match expand(attr, item.clone()) {
         Ok(tokens) => tokens,
         Err(error) => {
             let mut tokens = error.to_compile_error();
@@ -36,6 +32,13 @@ pub(crate) fn cache(attr: TokenStream, item: TokenStream) -> TokenStream {
             tokens
         }
     }
+}
+
+/// The expansion, or every error found.
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let args = syn::parse2::<CacheArgs>(attr)?;
+    let function = syn::parse2::<CachedFn>(item)?;
+    gen_function(args, function)
 }
 
 /// A function whose body is kept as tokens: the body is moved, never inspected, so a syntax
@@ -198,11 +201,11 @@ impl<'ast> Visit<'ast> for Bindings {
 
 /// Finds the first `impl Trait` in a type.
 #[derive(Default)]
-struct ImplTrait(Option<Span>);
+struct ImplTrait<'ast>(Option<&'ast TypeImplTrait>);
 
-impl<'ast> Visit<'ast> for ImplTrait {
+impl<'ast> Visit<'ast> for ImplTrait<'ast> {
     fn visit_type_impl_trait(&mut self, ty: &'ast TypeImplTrait) {
-        self.0.get_or_insert(ty.impl_token.span);
+        self.0.get_or_insert(ty);
     }
 }
 
@@ -243,7 +246,10 @@ struct Errors(Option<syn::Error>);
 
 impl Errors {
     fn push(&mut self, span: Span, message: impl std::fmt::Display) {
-        let error = syn::Error::new(span, message);
+        self.push_error(syn::Error::new(span, message));
+    }
+
+    fn push_error(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(errors) => errors.combine(error),
             None => self.0 = Some(error),
@@ -294,11 +300,11 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
         ReturnType::Type(_, ty) => {
             let mut impl_trait = ImplTrait::default();
             impl_trait.visit_type(ty);
-            if let Some(span) = impl_trait.0 {
-                errors.push(
-                    span,
+            if let Some(impl_trait) = impl_trait.0 {
+                errors.push_error(syn::Error::new_spanned(
+                    impl_trait,
                     "`#[cache]` cannot store an `impl Trait` return value; name a concrete type",
-                );
+                ));
             }
             (ty.to_token_stream(), ty.span())
         }
@@ -353,32 +359,25 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
             quote! {
                 let __cache_ticket = ::cache_runtime::__private::keyed(
                     &__CACHE_SPEC,
-                    ::core::format_args!(#lit #(, #named)*),
+                    ::core::format_args!(#lit #(, #named)*)
                 );
             }
         }
         Some(Key::Builder(builder)) => {
             let passed = kept.iter().map(|unit| &unit.pass);
-            match &**builder {
-                Expr::Path(_) => quote! {
-                    let __cache_ticket = ::cache_runtime::__private::keyed(
-                        &__CACHE_SPEC,
-                        #builder(#(#passed),*),
-                    );
-                },
-                Expr::Closure(_) => quote! {
-                    #[allow(clippy::redundant_closure_call)]
-                    let __cache_ticket = ::cache_runtime::__private::keyed(
-                        &__CACHE_SPEC,
-                        (#builder)(#(#passed),*),
-                    );
-                },
-                _ => quote! {
-                    let __cache_ticket = ::cache_runtime::__private::keyed(
-                        &__CACHE_SPEC,
-                        (#builder)(#(#passed),*),
-                    );
-                },
+            // A path is called as is; anything else is parenthesized, so that `a.b` is not
+            // turned into a method call. A closure called in place needs clippy's leave.
+            let (allow, call) = match &**builder {
+                Expr::Path(_) => (None, quote!(#builder(#(#passed),*))),
+                Expr::Closure(_) => (
+                    Some(quote!(#[allow(clippy::redundant_closure_call)])),
+                    quote!((#builder)(#(#passed),*)),
+                ),
+                _ => (None, quote!((#builder)(#(#passed),*))),
+            };
+            quote! {
+                #allow
+                let __cache_ticket = ::cache_runtime::__private::keyed(&__CACHE_SPEC, #call);
             }
         }
     };
@@ -414,23 +413,416 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
     };
     let mut block = TokenStream::new();
     brace.surround(&mut block, |tokens| tokens.extend(body));
+    // Spanned at the return type, so that a return type the runtime cannot store is reported
+    // there rather than at the attribute.
+    let call = quote_spanned! {ret_span=>
+        #mode(__cache_ticket, async move {
+            #fake_return
+            #block
+        })
+        .await
+    };
 
+    let statements = quote! {
+        #(#inner_attrs)*
+        static __CACHE_SPEC: ::cache_runtime::__private::Spec =
+            ::cache_runtime::__private::Spec {
+                function: ::core::concat!(::core::module_path!(), "::", #function),
+                namespace: #namespace,
+                expire: #expire,
+            };
+        #ticket
+        #call
+    };
     Ok(quote! {
         #(#outer_attrs)*
-        #vis #sig {
-            #(#inner_attrs)*
-            static __CACHE_SPEC: ::cache_runtime::__private::Spec =
-                ::cache_runtime::__private::Spec {
-                    function: ::core::concat!(::core::module_path!(), "::", #function),
-                    namespace: #namespace,
-                    expire: #expire,
-                };
-            #ticket
-            #mode(__cache_ticket, async move {
-                #fake_return
-                #block
-            })
-            .await
-        }
+        #vis #sig { #statements }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expanded(attr: TokenStream, item: TokenStream) -> String {
+        match expand(attr, item) {
+            Ok(tokens) => tokens.to_string(),
+            Err(error) => panic!("expansion failed: {error}"),
+        }
+    }
+
+    fn errors(attr: TokenStream, item: TokenStream) -> Vec<String> {
+        match expand(attr, item) {
+            Ok(tokens) => panic!("expansion succeeded: {tokens}"),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// The `#[allow]` on the fake return, as emitted.
+    fn allow() -> TokenStream {
+        quote! {
+            #[allow(
+                unknown_lints,
+                unreachable_code,
+                clippy::diverging_sub_expression,
+                clippy::let_unit_value,
+                clippy::unreachable,
+                clippy::let_with_type_underscore,
+                clippy::empty_loop,
+                clippy::needless_return
+            )]
+        }
+    }
+
+    #[test]
+    fn free_function() {
+        let allow = allow();
+        let expected = quote! {
+            /// Adds.
+            pub async fn add(a: u32, b: String) -> u64 {
+                static __CACHE_SPEC: ::cache_runtime::__private::Spec =
+                    ::cache_runtime::__private::Spec {
+                        function: ::core::concat!(::core::module_path!(), "::", "add"),
+                        namespace: "catalog",
+                        expire: 300u64,
+                    };
+                let __cache_ticket = ::cache_runtime::__private::hashed(
+                    &__CACHE_SPEC,
+                    &(
+                        ::cache_runtime::__private::arg(&a),
+                        ::cache_runtime::__private::arg(&b),
+                    )
+                );
+                ::cache_runtime::__private::value(__cache_ticket, async move {
+                    #allow
+                    if false {
+                        let __cache_fake_return: u64 = ::core::unreachable!();
+                        return __cache_fake_return;
+                    }
+                    { u64::from(a) + b.len() as u64 }
+                })
+                .await
+            }
+        };
+        let actual = expanded(
+            quote!(expire = 300, namespace = "catalog"),
+            quote! {
+                /// Adds.
+                pub async fn add(a: u32, b: String) -> u64 { u64::from(a) + b.len() as u64 }
+            },
+        );
+        assert_eq!(actual, expected.to_string());
+    }
+
+    #[test]
+    fn defaults_and_no_arguments() {
+        let allow = allow();
+        let expected = quote! {
+            async fn tick() {
+                #![allow(unused)]
+                static __CACHE_SPEC: ::cache_runtime::__private::Spec =
+                    ::cache_runtime::__private::Spec {
+                        function: ::core::concat!(::core::module_path!(), "::", "tick"),
+                        namespace: "",
+                        expire: 60u64,
+                    };
+                let __cache_ticket =
+                    ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[(); 0]);
+                ::cache_runtime::__private::value(__cache_ticket, async move {
+                    #allow
+                    if false {
+                        let __cache_fake_return: () = ::core::unreachable!();
+                        return __cache_fake_return;
+                    }
+                    { work().await; }
+                })
+                .await
+            }
+        };
+        let actual = expanded(
+            quote!(),
+            quote!(
+                async fn tick() {
+                    #![allow(unused)]
+                    work().await;
+                }
+            ),
+        );
+        assert_eq!(actual, expected.to_string());
+    }
+
+    #[test]
+    fn key_template() {
+        let actual = expanded(
+            quote!(key = "user:{id}:{page:03}:{id}"),
+            quote!(
+                async fn page(id: u64, page: u32, db: &Db) -> Vec<u8> {
+                    todo!()
+                }
+            ),
+        );
+        let ticket = quote! {
+            let __cache_ticket = ::cache_runtime::__private::keyed(
+                &__CACHE_SPEC,
+                ::core::format_args!("user:{id}:{page:03}:{id}", id = id, page = page)
+            );
+        };
+        assert!(actual.contains(&ticket.to_string()), "{actual}");
+    }
+
+    #[test]
+    fn key_builder_arguments() {
+        let actual = expanded(
+            quote!(key_builder = |db: &Db, id: &u64| format!("{id}")),
+            quote!(
+                async fn product(db: &Db, id: u64, m: &mut Vec<u8>, _: u8) -> u8 {
+                    1
+                }
+            ),
+        );
+        let ticket = quote! {
+            #[allow(clippy::redundant_closure_call)]
+            let __cache_ticket = ::cache_runtime::__private::keyed(
+                &__CACHE_SPEC,
+                (|db: &Db, id: &u64| format!("{id}"))(db, &id, &*m)
+            );
+        };
+        assert!(actual.contains(&ticket.to_string()), "{actual}");
+
+        let actual = expanded(
+            quote!(key_builder = |me: &Self, n: &str| format!("{n}")),
+            quote!(
+                async fn m(&mut self, n: &str) -> u8 {
+                    1
+                }
+            ),
+        );
+        assert!(
+            actual.contains(&quote!((&*self, n)).to_string()),
+            "{actual}"
+        );
+
+        let actual = expanded(
+            quote!(key_builder = keys::product, skip = [db]),
+            quote!(
+                async fn product(db: &Db, id: u64) -> u8 {
+                    1
+                }
+            ),
+        );
+        let ticket = quote! {
+            let __cache_ticket =
+                ::cache_runtime::__private::keyed(&__CACHE_SPEC, keys::product(&id));
+        };
+        assert!(actual.contains(&ticket.to_string()), "{actual}");
+    }
+
+    fn hashed_args(item: TokenStream, attr: TokenStream) -> String {
+        let actual = expanded(attr, item);
+        let start = actual
+            .find("hashed (& __CACHE_SPEC ,")
+            .expect("a hashed key");
+        let end = actual[start..].find(") ;").expect("end of the call") + start;
+        actual[start + "hashed (& __CACHE_SPEC ,".len()..end]
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn receivers() {
+        let arg = "arg";
+        for (receiver, hashed) in [
+            (quote!(&self), "self"),
+            (quote!(&'a self), "self"),
+            (quote!(&mut self), "& * self"),
+            (quote!(self), "& self"),
+            (quote!(mut self), "& self"),
+            (quote!(self: &Self), "self"),
+            (quote!(self: Box<Self>), "& self"),
+        ] {
+            let actual = hashed_args(quote!(async fn m(#receiver) -> u8 { 1 }), quote!());
+            let expected = format!("& (:: cache_runtime :: __private :: {arg} ({hashed}) ,)");
+            assert_eq!(actual, expected, "receiver `{receiver}`");
+        }
+        let actual = hashed_args(
+            quote!(
+                async fn m(&self, id: u64) -> u8 {
+                    1
+                }
+            ),
+            quote!(skip = [self]),
+        );
+        assert_eq!(actual, "& (:: cache_runtime :: __private :: arg (& id) ,)");
+    }
+
+    #[test]
+    fn patterns_bind_units() {
+        let actual = hashed_args(
+            quote! {
+                async fn handler(
+                    Path(id): Path<u64>,
+                    (a, _): (u32, u32),
+                    Query { q, page: p @ 1.., .. }: Query,
+                    _: State,
+                    mut n: u8,
+                ) -> String { todo!() }
+            },
+            quote!(skip = [a]),
+        );
+        let expected = quote! {
+            &(
+                ::cache_runtime::__private::arg(&id),
+                ::cache_runtime::__private::arg(&q),
+                ::cache_runtime::__private::arg(&p),
+                ::cache_runtime::__private::arg(&n),
+            )
+        };
+        assert_eq!(actual, expected.to_string());
+    }
+
+    #[test]
+    fn modes() {
+        let mode = |ret: TokenStream, attr: TokenStream| {
+            let actual = expanded(attr, quote!(async fn f() #ret { todo!() }));
+            ["value", "result", "option"]
+                .into_iter()
+                .find(|mode| actual.contains(&format!(":: __private :: {mode} (__cache_ticket")))
+                .expect("a mode")
+        };
+        assert_eq!(mode(quote!(), quote!()), "value");
+        assert_eq!(mode(quote!(-> u32), quote!()), "value");
+        assert_eq!(mode(quote!(-> Result<u32, E>), quote!()), "result");
+        assert_eq!(mode(quote!(-> std::io::Result<u32>), quote!()), "result");
+        assert_eq!(mode(quote!(-> anyhow::Result<u32>), quote!()), "result");
+        assert_eq!(mode(quote!(-> Option<u32>), quote!()), "option");
+        assert_eq!(mode(quote!(-> (Option<u32>)), quote!()), "option");
+        assert_eq!(mode(quote!(-> Vec<Option<u32>>), quote!()), "value");
+        assert_eq!(mode(quote!(-> Result), quote!()), "value");
+        assert_eq!(
+            mode(quote!(-> Lookup), quote!(returns = "result")),
+            "result"
+        );
+        assert_eq!(
+            mode(quote!(-> Result<u8, E>), quote!(returns = "value")),
+            "value"
+        );
+    }
+
+    #[test]
+    fn not_an_async_fn() {
+        let message = "`#[cache]` can only be applied to an `async fn`";
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    fn f() {}
+                )
+            ),
+            [message]
+        );
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    pub struct S;
+                )
+            ),
+            [message]
+        );
+        assert_eq!(errors(quote!(), quote!(impl S {})), [message]);
+        assert_eq!(
+            errors(quote!(), quote!(async fn f(&self) -> u8;)),
+            ["`#[cache]` needs a function body; it cannot be applied to a declaration without one"]
+        );
+    }
+
+    #[test]
+    fn errors_reemit_the_item() {
+        let item = quote!(
+            fn f() -> u8 {
+                1
+            }
+        );
+        let output = cache(quote!(), item.clone()).to_string();
+        assert!(output.starts_with(":: core :: compile_error !"), "{output}");
+        assert!(output.ends_with(&item.to_string()), "{output}");
+
+        let output = cache(
+            quote!(ttl = 5),
+            quote!(
+                async fn f() {}
+            ),
+        )
+        .to_string();
+        assert!(
+            output.contains("unknown `cache` argument `ttl`"),
+            "{output}"
+        );
+        assert!(output.ends_with("async fn f () { }"), "{output}");
+    }
+
+    #[test]
+    fn names_checked_against_arguments() {
+        assert_eq!(
+            errors(
+                quote!(skip = [db, foo, self], key = "{id}:{x}:{db}"),
+                quote!(
+                    async fn f(db: &Db, Path(id): Path<u64>) -> u8 {
+                        1
+                    }
+                ),
+            ),
+            [
+                "`skip` names `foo`, but this function has no argument `foo`",
+                "`skip` names `self`, but this function has no argument `self`",
+                "`key` refers to `{x}`, but this function has no argument `x`",
+                "`key` refers to `{db}`, but `db` is listed in `skip`",
+            ]
+        );
+    }
+
+    #[test]
+    fn impl_trait_return() {
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    async fn f() -> Vec<impl Debug> {
+                        todo!()
+                    }
+                )
+            ),
+            ["`#[cache]` cannot store an `impl Trait` return value; name a concrete type"]
+        );
+    }
+
+    #[test]
+    fn at_most_sixteen_hashed() {
+        let names: Vec<Ident> = (0..17u32).map(|i| format_ident!("a{}", i)).collect();
+        let item = quote!(async fn f(#(#names: u8),*) -> u8 { 1 });
+        assert_eq!(
+            errors(quote!(), item.clone()),
+            ["at most 16 arguments can be hashed into a key; skip some or use `key_builder`"]
+        );
+        expanded(quote!(skip = [a0]), item.clone());
+        expanded(quote!(key_builder = build), item);
+    }
+
+    #[test]
+    fn macro_pattern() {
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    async fn f(pat!(): u8) -> u8 {
+                        1
+                    }
+                )
+            ),
+            [
+                "`#[cache]` cannot see the names this pattern binds; bind the argument to a name \
+              instead"
+            ]
+        );
+    }
 }

@@ -57,6 +57,13 @@ mod expand;
 ///
 /// At most 16 arguments can be hashed; skip the others or use `key_builder`.
 ///
+/// The automatic key names the function by `module_path!()` and its name, not by the type it
+/// belongs to: two methods of the same name on different types in one module, or the
+/// instantiations of one generic function, share their entries whenever their hashed
+/// arguments serialize alike. Tell such functions apart with a `namespace`, a `key` or a
+/// `key_builder`. Keys given by `key` and `key_builder` do not include the function at all, so
+/// two functions with the same key in the same namespace share one entry.
+///
 /// ```ignore
 /// #[cache(expire = 30, skip = [db])]
 /// async fn user_count(db: &Db, team: u64) -> u64 {

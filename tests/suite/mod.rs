@@ -511,6 +511,11 @@ macro_rules! suite_cases {
             concurrent_callers_get_their_own_results,
             methods_generics_patterns_and_aliases
         );
+        #[tokio::test(flavor = "current_thread")]
+        async fn busy_callers_do_not_starve_other_tasks() {
+            let _fixture = $setup().await;
+            suite::busy_callers_do_not_starve_other_tasks().await;
+        }
     };
     ($setup:path; $($case:ident),* $(,)?) => {
         $(
@@ -521,4 +526,33 @@ macro_rules! suite_cases {
             }
         )*
     };
+}
+
+/// A body that never yields: only the cache can.
+#[cache(namespace = "instant")]
+pub async fn instant(n: u64) -> u64 {
+    n * n
+}
+
+/// A task calling cached functions in a busy loop, with nothing but cache hits (or a Redis
+/// known to be down), still lets the other tasks of its thread run.
+pub async fn busy_callers_do_not_starve_other_tasks() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    instant(4).await; // a hit from now on, where the backend is up
+    let other_ran = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&other_ran);
+    // On a current-thread runtime the spawned task runs only when the loop yields.
+    let rt = tokio::runtime::Handle::current();
+    let other = rt.spawn(async move { flag.store(true, Ordering::SeqCst) });
+    let mut calls = 0;
+    while !other_ran.load(Ordering::SeqCst) && calls < 100_000 {
+        assert_eq!(instant(4).await, 16);
+        calls += 1;
+    }
+    other.await.unwrap();
+    assert!(
+        calls < 100_000,
+        "the other task never ran during {calls} cached calls"
+    );
 }

@@ -192,6 +192,8 @@ impl Store for RedisStore {
             }
             Err(e) => {
                 self.failed("GET", &e);
+                // A dead connection fails without waiting; that must not starve others either.
+                tokio::task::coop::consume_budget().await;
                 Fetch::Unavailable
             }
         }
