@@ -14,9 +14,6 @@ use syn::{
 
 use crate::attr::{CacheArgs, Key, Mode, DEFAULT_EXPIRE};
 
-/// serde implements `Serialize` for tuples of up to 16 elements.
-const MAX_HASHED: usize = 16;
-
 const NOT_ASYNC_FN: &str = "`#[cache]` can only be applied to an `async fn`";
 
 /// The whole attribute: `attr` is what is inside `#[cache(...)]`, `item` the function.
@@ -119,13 +116,12 @@ fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
                     Type::Reference(reference) => Some(reference.mutability.is_some()),
                     _ => None,
                 };
-                let (hash, pass) = match by_ref {
-                    Some(false) => (quote!(#name), quote!(#name)),
-                    Some(true) => (
-                        quote_spanned!(span=> &*#name),
-                        quote_spanned!(span=> &*#name),
-                    ),
-                    None => (quote_spanned!(span=> &#name), quote_spanned!(span=> &#name)),
+                // Hashed through a reference so that `Self` need not be `Sized`.
+                let hash = quote_spanned!(span=> &#name);
+                let pass = match by_ref {
+                    Some(false) => quote!(#name),
+                    Some(true) => quote_spanned!(span=> &*#name),
+                    None => quote_spanned!(span=> &#name),
                 };
                 units.push(Unit { name, hash, pass });
             }
@@ -314,24 +310,32 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
 
     let ticket = match &args.key {
         None => {
-            if let Some(unit) = kept.get(MAX_HASHED) {
-                errors.push(
-                    unit.name.span(),
-                    "at most 16 arguments can be hashed into a key; skip some or use \
-                     `key_builder`",
-                );
-            }
             let hashed = kept.iter().map(|unit| {
                 let hash = &unit.hash;
                 quote_spanned!(unit.name.span()=> ::cache_runtime::__private::arg(#hash))
             });
-            let args = if kept.is_empty() {
-                quote!(&[(); 0])
+            // The type of `Self` and the type arguments keep methods of different types and
+            // instantiations of a generic function apart.
+            let receiver = sig.receiver().map(|_| quote!(Self));
+            let params = sig.generics.type_params().map(|param| &param.ident);
+            let types: Vec<TokenStream> = receiver
+                .into_iter()
+                .chain(params.map(ToTokens::to_token_stream))
+                .map(|ty| quote!(::core::any::type_name::<#ty>()))
+                .collect();
+            if types.is_empty() {
+                quote! {
+                    let __cache_ticket =
+                        ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[ #(#hashed),* ]);
+                }
             } else {
-                quote!(&( #(#hashed,)* ))
-            };
-            quote! {
-                let __cache_ticket = ::cache_runtime::__private::hashed(&__CACHE_SPEC, #args);
+                quote! {
+                    let __cache_ticket = ::cache_runtime::__private::hashed_typed(
+                        &__CACHE_SPEC,
+                        &[ #(#types),* ],
+                        &[ #(#hashed),* ],
+                    );
+                }
             }
         }
         Some(Key::Template { lit, names }) => {
@@ -488,10 +492,10 @@ mod tests {
                     };
                 let __cache_ticket = ::cache_runtime::__private::hashed(
                     &__CACHE_SPEC,
-                    &(
+                    &[
                         ::cache_runtime::__private::arg(&a),
-                        ::cache_runtime::__private::arg(&b),
-                    )
+                        ::cache_runtime::__private::arg(&b)
+                    ]
                 );
                 ::cache_runtime::__private::value(__cache_ticket, async move {
                     #allow
@@ -527,7 +531,7 @@ mod tests {
                         expire: 60u64,
                     };
                 let __cache_ticket =
-                    ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[(); 0]);
+                    ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[]);
                 ::cache_runtime::__private::value(__cache_ticket, async move {
                     #allow
                     if false {
@@ -617,34 +621,39 @@ mod tests {
         assert!(actual.contains(&ticket.to_string()), "{actual}");
     }
 
-    fn hashed_args(item: TokenStream, attr: TokenStream) -> String {
+    /// The ticket statement of an expansion.
+    fn ticket(item: TokenStream, attr: TokenStream) -> String {
         let actual = expanded(attr, item);
-        let start = actual
-            .find("hashed (& __CACHE_SPEC ,")
-            .expect("a hashed key");
+        let start = actual.find("let __cache_ticket").expect("a ticket");
         let end = actual[start..].find(") ;").expect("end of the call") + start;
-        actual[start + "hashed (& __CACHE_SPEC ,".len()..end]
-            .trim()
-            .to_owned()
+        actual[start..end + 3].to_owned()
     }
 
     #[test]
-    fn receivers() {
-        let arg = "arg";
-        for (receiver, hashed) in [
-            (quote!(&self), "self"),
-            (quote!(&'a self), "self"),
-            (quote!(&mut self), "& * self"),
-            (quote!(self), "& self"),
-            (quote!(mut self), "& self"),
-            (quote!(self: &Self), "self"),
-            (quote!(self: Box<Self>), "& self"),
+    fn receivers_and_generics_put_their_types_in_the_key() {
+        let with_self = |arg: TokenStream| {
+            quote! {
+                let __cache_ticket = ::cache_runtime::__private::hashed_typed(
+                    &__CACHE_SPEC,
+                    &[::core::any::type_name::<Self>()],
+                    &[::cache_runtime::__private::arg(#arg)],
+                );
+            }
+            .to_string()
+        };
+        for receiver in [
+            quote!(&self),
+            quote!(&'a self),
+            quote!(&mut self),
+            quote!(self),
+            quote!(mut self),
+            quote!(self: &Self),
+            quote!(self: Box<Self>),
         ] {
-            let actual = hashed_args(quote!(async fn m(#receiver) -> u8 { 1 }), quote!());
-            let expected = format!("& (:: cache_runtime :: __private :: {arg} ({hashed}) ,)");
-            assert_eq!(actual, expected, "receiver `{receiver}`");
+            let actual = ticket(quote!(async fn m(#receiver) -> u8 { 1 }), quote!());
+            assert_eq!(actual, with_self(quote!(&self)), "receiver `{receiver}`");
         }
-        let actual = hashed_args(
+        let actual = ticket(
             quote!(
                 async fn m(&self, id: u64) -> u8 {
                     1
@@ -652,12 +661,32 @@ mod tests {
             ),
             quote!(skip = [self]),
         );
-        assert_eq!(actual, "& (:: cache_runtime :: __private :: arg (& id) ,)");
+        assert_eq!(
+            actual,
+            with_self(quote!(&id)),
+            "a skipped self still names the type"
+        );
+        let actual = ticket(
+            quote!(
+                async fn g<'a, T: Serialize, const N: usize, U>(t: &'a T) -> u8 {
+                    1
+                }
+            ),
+            quote!(),
+        );
+        let expected = quote! {
+            let __cache_ticket = ::cache_runtime::__private::hashed_typed(
+                &__CACHE_SPEC,
+                &[::core::any::type_name::<T>(), ::core::any::type_name::<U>()],
+                &[::cache_runtime::__private::arg(&t)],
+            );
+        };
+        assert_eq!(actual, expected.to_string());
     }
 
     #[test]
     fn patterns_bind_units() {
-        let actual = hashed_args(
+        let actual = ticket(
             quote! {
                 async fn handler(
                     Path(id): Path<u64>,
@@ -670,12 +699,15 @@ mod tests {
             quote!(skip = [a]),
         );
         let expected = quote! {
-            &(
-                ::cache_runtime::__private::arg(&id),
-                ::cache_runtime::__private::arg(&q),
-                ::cache_runtime::__private::arg(&p),
-                ::cache_runtime::__private::arg(&n),
-            )
+            let __cache_ticket = ::cache_runtime::__private::hashed(
+                &__CACHE_SPEC,
+                &[
+                    ::cache_runtime::__private::arg(&id),
+                    ::cache_runtime::__private::arg(&q),
+                    ::cache_runtime::__private::arg(&p),
+                    ::cache_runtime::__private::arg(&n)
+                ]
+            );
         };
         assert_eq!(actual, expected.to_string());
     }
@@ -797,15 +829,10 @@ mod tests {
     }
 
     #[test]
-    fn at_most_sixteen_hashed() {
-        let names: Vec<Ident> = (0..17u32).map(|i| format_ident!("a{}", i)).collect();
-        let item = quote!(async fn f(#(#names: u8),*) -> u8 { 1 });
-        assert_eq!(
-            errors(quote!(), item.clone()),
-            ["at most 16 arguments can be hashed into a key; skip some or use `key_builder`"]
-        );
-        expanded(quote!(skip = [a0]), item.clone());
-        expanded(quote!(key_builder = build), item);
+    fn any_number_of_arguments_is_hashed() {
+        let names: Vec<Ident> = (0..40u32).map(|i| format_ident!("a{}", i)).collect();
+        let actual = ticket(quote!(async fn f(#(#names: u8),*) -> u8 { 1 }), quote!());
+        assert_eq!(actual.matches(":: arg (").count(), 40, "{actual}");
     }
 
     #[test]

@@ -16,8 +16,13 @@ mod expand;
 /// same arguments return the stored value until it expires. Every backend failure is treated as
 /// a miss: the body runs and its value is returned, so the cache never makes a call fail.
 ///
-/// ```ignore
+/// ```
 /// use cache_runtime::cache;
+/// # mod db {
+/// #   #[derive(serde::Serialize, serde::Deserialize)] pub struct Product { id: u64 }
+/// #   pub async fn load_product(id: u64) -> Product { Product { id } }
+/// # }
+/// # use db::Product;
 ///
 /// #[cache(expire = 300, namespace = "catalog")]
 /// async fn product(id: u64) -> Product {
@@ -55,16 +60,23 @@ mod expand;
 /// - `self` is hashed like any other argument (so `Self` must implement `Serialize`); add
 ///   `skip = [self]` when the result does not depend on the instance.
 ///
-/// At most 16 arguments can be hashed; skip the others or use `key_builder`.
+/// A method's key also names the type of `Self`, and a generic function's key its type
+/// arguments (`module::f<u32>`), so methods of two types and two instantiations never share
+/// entries. An associated function without `self` cannot be told apart from a free function
+/// of the same name in the same module: give one of them a `namespace`. Keys given by `key`
+/// and `key_builder` do not include the function at all, so two functions with the same key
+/// in the same namespace share one entry.
 ///
-/// The automatic key names the function by `module_path!()` and its name, not by the type it
-/// belongs to: two methods of the same name on different types in one module, or the
-/// instantiations of one generic function, share their entries whenever their hashed
-/// arguments serialize alike. Tell such functions apart with a `namespace`, a `key` or a
-/// `key_builder`. Keys given by `key` and `key_builder` do not include the function at all, so
-/// two functions with the same key in the same namespace share one entry.
-///
-/// ```ignore
+/// ```
+/// # use cache_runtime::cache;
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Product;
+/// # struct Db; impl Db {
+/// #   async fn count_users(&self, _: u64) -> u64 { 1 }
+/// #   async fn product(&self, _: u64) -> Option<Product> { None }
+/// # }
+/// # struct Catalog { db: Db }
+/// # struct Path<T>(T);
+/// # async fn render(id: u64) -> String { id.to_string() }
 /// #[cache(expire = 30, skip = [db])]
 /// async fn user_count(db: &Db, team: u64) -> u64 {
 ///     db.count_users(team).await
@@ -88,7 +100,10 @@ mod expand;
 /// name is checked at compile time. `{self}` is not allowed: build such keys with
 /// `key_builder`.
 ///
-/// ```ignore
+/// ```
+/// # use cache_runtime::cache;
+/// # type Item = u8;
+/// # async fn load(_: u64, _: u32) -> Vec<Item> { vec![] }
 /// #[cache(key = "user:{id}:page:{page:03}")]
 /// async fn page(id: u64, page: u32) -> Vec<Item> {
 ///     load(id, page).await
@@ -99,7 +114,11 @@ mod expand;
 /// reference to it, except that an argument that already is a reference `&T` is passed as is
 /// (`&mut T` as `&T`), and `self` is passed as `&Self`.
 ///
-/// ```ignore
+/// ```
+/// # use cache_runtime::cache;
+/// # type Product = u8; type Page = u8;
+/// # struct Db; impl Db { fn region(&self) -> &str { "eu" } async fn product(&self, _: u64) -> u8 { 1 } }
+/// # async fn load(_: &str, _: u32) -> Page { 1 }
 /// #[cache(key_builder = |db: &Db, id: &u64| format!("{}:{id}", db.region()))]
 /// async fn product(db: &Db, id: u64) -> Product {
 ///     db.product(id).await
@@ -129,9 +148,13 @@ mod expand;
 /// the standard one does not type-check this way; write `returns = "value"` (or `"result"`,
 /// `"option"` for an alias under another name) to state the intent explicitly.
 ///
-/// ```ignore
+/// ```
+/// # use cache_runtime::cache;
+/// # type Rates = Vec<f64>; type Row = u8; #[derive(Debug)] struct DbError;
+/// # async fn fetch(_: &str) -> Result<Rates, std::io::Error> { Ok(vec![]) }
+/// # async fn query(_: u64) -> Lookup { Ok(1) }
 /// #[cache(expire = 600)]
-/// async fn rates(currency: String) -> Result<Rates, reqwest::Error> {
+/// async fn rates(currency: String) -> Result<Rates, std::io::Error> {
 ///     let rates = fetch(&currency).await?;
 ///     Ok(rates)
 /// }

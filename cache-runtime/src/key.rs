@@ -37,21 +37,60 @@ pub(crate) fn explicit(prefix: &str, namespace: &str, key: impl fmt::Display) ->
     out
 }
 
+/// One hashed argument, type-erased so that any number of them, of any types, stream into
+/// the digest without a tuple (serde stops at 16) and without an intermediate string.
+pub struct Arg<'a>(&'a dyn ArgJson);
+
+trait ArgJson {
+    fn write_json(&self, out: &mut DigestWriter) -> Result<(), serde_json::Error>;
+}
+
+impl<T: Serialize + ?Sized> ArgJson for T {
+    fn write_json(&self, out: &mut DigestWriter) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(out, self)
+    }
+}
+
+impl<'a> Arg<'a> {
+    /// Wraps a reference to an argument.
+    pub fn new<T: Serialize>(value: &'a T) -> Self {
+        Arg(value)
+    }
+}
+
 /// The automatic key: `{prefix}:{namespace}:{function}:{md5 of the JSON array of args}`.
 ///
-/// `args` serializes as a JSON array (the macro passes a tuple), which keeps the hash input
-/// injective: `("ab", "c")` and `("a", "bc")` are different JSON texts.
-pub(crate) fn hashed<A: Serialize + ?Sized>(
+/// The digest input is exactly the JSON array of the arguments (`["ab","c"]`), which keeps it
+/// injective: `("ab", "c")` and `("a", "bc")` are different JSON texts. `types` (the type of
+/// `Self` for a method, the type arguments of a generic function) is appended to `function`
+/// as `<A,B>`, so `A::get` and `B::get`, or `f::<A>` and `f::<B>`, never share entries.
+pub(crate) fn hashed(
     prefix: &str,
     namespace: &str,
     function: &str,
-    args: &A,
+    types: &[&str],
+    args: &[Arg<'_>],
 ) -> Result<String, serde_json::Error> {
     let mut digest = DigestWriter(Md5::new());
-    serde_json::to_writer(&mut digest, args)?;
+    digest.0.update(b"[");
+    for (i, arg) in args.iter().enumerate() {
+        if i > 0 {
+            digest.0.update(b",");
+        }
+        arg.0.write_json(&mut digest)?;
+    }
+    digest.0.update(b"]");
     let sum = digest.0.finalize();
-    let mut out = start(prefix, namespace, function.len() + 1 + 32);
+    let types_len: usize = types.iter().map(|t| t.len() + 1).sum();
+    let mut out = start(prefix, namespace, function.len() + types_len + 2 + 32);
     out.push_str(function);
+    for (i, ty) in types.iter().enumerate() {
+        out.push(if i == 0 { '<' } else { ',' });
+        out.push_str(ty);
+    }
+    if !types.is_empty() {
+        out.push('>');
+    }
     out.push(':');
     for byte in sum {
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -95,29 +134,56 @@ mod tests {
     fn layout_always_has_the_namespace_segment() {
         assert_eq!(explicit("cache", "catalog", "site"), "cache:catalog:site");
         assert_eq!(explicit("cache", "", "site"), "cache::site");
-        let k = hashed("cache", "", "my_crate::f", &(&1u64,)).unwrap();
+        let k = hashed("cache", "", "my_crate::f", &[], &[Arg::new(&1u64)]).unwrap();
         assert!(k.starts_with("cache::my_crate::f:"), "{k}");
         assert_eq!(k.len(), "cache::my_crate::f:".len() + 32);
     }
 
     #[test]
     fn hash_is_md5_of_the_json_array() {
-        let k = hashed("p", "n", "f", &(&"ab", &"c")).unwrap();
+        let k = hashed("p", "n", "f", &[], &[Arg::new(&"ab"), Arg::new(&"c")]).unwrap();
         // md5(`["ab","c"]`)
         let expected = format!("{:x}", Md5::digest(br#"["ab","c"]"#));
         assert_eq!(k, format!("p:n:f:{expected}"));
-        let empty = hashed("p", "n", "f", &[(); 0]).unwrap();
+        let empty = hashed("p", "n", "f", &[], &[]).unwrap();
         assert_eq!(empty, format!("p:n:f:{:x}", Md5::digest(b"[]")));
     }
 
     #[test]
     fn hash_input_is_injective_for_strings() {
-        let a = hashed("p", "", "f", &(&"ab", &"c")).unwrap();
-        let b = hashed("p", "", "f", &(&"a", &"bc")).unwrap();
-        assert_ne!(a, b);
-        let c = hashed("p", "", "f", &(&"a,\"b", &"")).unwrap();
-        let d = hashed("p", "", "f", &(&"a", &"b")).unwrap();
-        assert_ne!(c, d);
+        let h =
+            |a: &str, b: &str| hashed("p", "", "f", &[], &[Arg::new(&a), Arg::new(&b)]).unwrap();
+        assert_ne!(h("ab", "c"), h("a", "bc"));
+        assert_ne!(h("a,\"b", ""), h("a", "b"));
+        assert_eq!(h("a", "b"), h("a", "b"));
+    }
+
+    #[test]
+    fn the_digest_is_the_json_of_the_tuple() {
+        let args = (1u32, "x", vec![Some(2.5)], ());
+        let erased = hashed(
+            "p",
+            "",
+            "f",
+            &[],
+            &[
+                Arg::new(&args.0),
+                Arg::new(&args.1),
+                Arg::new(&args.2),
+                Arg::new(&args.3),
+            ],
+        )
+        .unwrap();
+        let json = serde_json::to_vec(&args).unwrap();
+        assert_eq!(erased, format!("p::f:{:x}", Md5::digest(&json)));
+    }
+
+    #[test]
+    fn types_are_part_of_the_function_segment() {
+        let k = hashed("p", "n", "m::get", &["m::A", "u32"], &[Arg::new(&1)]).unwrap();
+        assert!(k.starts_with("p:n:m::get<m::A,u32>:"), "{k}");
+        let other = hashed("p", "n", "m::get", &["m::B", "u32"], &[Arg::new(&1)]).unwrap();
+        assert_ne!(k, other);
     }
 
     #[test]

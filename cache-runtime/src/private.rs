@@ -35,16 +35,39 @@ pub struct Ticket {
     expire: u64,
 }
 
-/// Identity; exists so that a compile error about a non-serializable argument points at it.
+pub use crate::key::Arg;
+
+/// What an argument that is hashed into a key must be. Exists for its error message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be hashed into a cache key: it does not implement `serde::Serialize`",
+    label = "this argument is part of the cache key",
+    note = "leave it out of the key with `#[cache(skip = [name])]`, or derive `serde::Serialize` for it"
+)]
+pub trait KeyPart: Serialize {}
+
+impl<T: Serialize + ?Sized> KeyPart for T {}
+
+/// One hashed argument; the macro spans each call at its argument, so a type that is not
+/// `Serialize` is reported there.
 #[inline(always)]
-pub fn arg<T: ?Sized + Serialize>(value: &T) -> &T {
-    value
+pub fn arg<T: KeyPart>(value: &T) -> Arg<'_> {
+    Arg::new(value)
 }
 
 /// The ticket of a call keyed by the hash of its arguments, or `None` to run uncached.
-pub fn hashed<A: Serialize + ?Sized>(spec: &'static Spec, args: &A) -> Option<Ticket> {
+pub fn hashed(spec: &'static Spec, args: &[Arg<'_>]) -> Option<Ticket> {
+    hashed_typed(spec, &[], args)
+}
+
+/// [`hashed`] for a method or a generic function: `types` holds `type_name::<Self>()` and the
+/// type arguments, so that instantiations and types never share entries.
+pub fn hashed_typed(
+    spec: &'static Spec,
+    types: &[&'static str],
+    args: &[Arg<'_>],
+) -> Option<Ticket> {
     let backend = current()?;
-    match key::hashed(&backend.prefix, spec.namespace, spec.function, args) {
+    match key::hashed(&backend.prefix, spec.namespace, spec.function, types, args) {
         Ok(key) => Some(Ticket {
             backend,
             key,

@@ -411,6 +411,31 @@ impl Repo {
     }
 }
 
+/// Two types with a method of the same name in one module.
+pub struct Users;
+pub struct Orders;
+
+impl Users {
+    #[cache(namespace = "same_name", skip = [self])]
+    pub async fn find(&self, id: u32) -> String {
+        format!("user {id}")
+    }
+}
+
+impl Orders {
+    #[cache(namespace = "same_name", skip = [self])]
+    pub async fn find(&self, id: u32) -> String {
+        format!("order {id}")
+    }
+}
+
+#[cache(namespace = "generic")]
+pub async fn parse_as<T: std::str::FromStr + Serialize + serde::de::DeserializeOwned>(
+    text: String,
+) -> Option<T> {
+    text.parse().ok()
+}
+
 #[cache(namespace = "generic")]
 pub async fn generic_len<T: Serialize + Send + Sync>(items: Vec<T>) -> usize {
     RUNS.bump(19);
@@ -479,6 +504,22 @@ pub async fn methods_generics_patterns_and_aliases() {
         (v.as_str(), runs),
         ("9/1", 0),
         "a bound name can be skipped"
+    );
+
+    assert_eq!(Users.find(1).await, "user 1");
+    assert_eq!(
+        Orders.find(1).await,
+        "order 1",
+        "methods of two types share no entry"
+    );
+    assert_eq!(Users.find(1).await, "user 1");
+    assert_eq!(parse_as::<u8>("300".into()).await, None);
+    assert_eq!(parse_as::<u16>("300".into()).await, Some(300));
+    assert_eq!(parse_as::<f32>("1.5".into()).await, Some(1.5));
+    assert_eq!(
+        parse_as::<u16>("1.5".into()).await,
+        None,
+        "instantiations share no entry"
     );
 
     let (r, runs) = counting(22, io_result(0)).await;
