@@ -298,3 +298,48 @@ async fn busy_callers_do_not_starve_other_tasks_while_redis_is_known_down() {
     }
     suite::busy_callers_do_not_starve_other_tasks().await;
 }
+
+/// `calls` of one command in `INFO commandstats`.
+async fn command_calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hit_is_one_get_and_a_miss_one_get_and_one_set() {
+    let f = redis().await;
+    let mut admin = f.server.client().await;
+    suite::get_product(1).await; // connects
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let calls: Vec<_> = (0..64u64)
+        .map(|_| tokio::spawn(suite::get_product(1)))
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    for id in 100..110 {
+        suite::get_product(id).await;
+    }
+    let (get, set, ping) = (
+        command_calls(&mut admin, "get").await,
+        command_calls(&mut admin, "set").await,
+        command_calls(&mut admin, "ping").await,
+    );
+    assert_eq!(
+        (get, set, ping),
+        (74, 10, 0),
+        "64 hits and 10 misses: GETs, SETs, PINGs"
+    );
+}
