@@ -103,9 +103,19 @@ async fn a_configured_prefix_holds_every_key() {
     let mut conn = server.client().await;
     suite::get_product(1).await;
     suite::site_config().await;
-    assert_eq!(keys(&mut conn, "*").await.len(), 2);
-    assert_eq!(keys(&mut conn, "myapp:*").await.len(), 2);
-    assert_eq!(clear_cache(Scope::all()).await.unwrap(), 2);
+    let all = keys(&mut conn, "*").await;
+    assert!(all.iter().all(|k| k.starts_with("myapp:")), "{all:?}");
+    // Two entries, and the index of each of their namespaces.
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert_eq!(
+        clear_cache(Scope::all()).await.unwrap(),
+        2,
+        "indexes are not entries"
+    );
+    assert!(
+        keys(&mut conn, "*").await.is_empty(),
+        "and they go with everything else"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,4 +352,65 @@ async fn a_hit_is_one_get_and_a_miss_one_get_and_one_set() {
         (74, 10, 0),
         "64 hits and 10 misses: GETs, SETs, PINGs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_clear_reads_its_index_not_the_keyspace() {
+    let f = redis().await;
+    let mut admin = f.server.client().await;
+    let mut fill = redis::pipe();
+    for i in 0..20_000 {
+        fill.set(format!("other:{i}"), i).ignore();
+    }
+    let _: () = fill.query_async(&mut admin).await.unwrap();
+    for id in 0..50 {
+        suite::get_product(id).await;
+    }
+    suite::in_users(1).await;
+    suite::no_namespace(1).await;
+    let index: u64 = admin.zcard("cache:catalog").await.unwrap();
+    assert_eq!(index, 50);
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(clear_cache(Scope::namespace("catalog")).await.unwrap(), 50);
+    assert_eq!(
+        command_calls(&mut admin, "scan").await,
+        0,
+        "no SCAN of the keyspace"
+    );
+    let left: Vec<String> = keys(&mut admin, "cache:catalog*").await;
+    assert!(left.is_empty(), "entries and index are gone: {left:?}");
+    assert_eq!(clear_cache(Scope::namespace("catalog")).await.unwrap(), 0);
+    let size: u64 = redis::cmd("DBSIZE").query_async(&mut admin).await.unwrap();
+    // 20,000 others, the users entry and its index, the namespace-less entry.
+    assert_eq!(size, 20_003);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_forgets_entries_that_expired() {
+    let _turn = exclusive().await;
+    let server = RedisServer::start();
+    let config = CacheConfig::redis(server.url()).clock_skew(Duration::ZERO);
+    cache_runtime::init(config).await.unwrap();
+    let mut admin = server.client().await;
+    for n in 0..20 {
+        suite::short_lived(n).await;
+    }
+    let members: u64 = admin.zcard("cache:short").await.unwrap();
+    assert_eq!(members, 20);
+    let ttl: i64 = admin.ttl("cache:short").await.unwrap();
+    assert!(
+        (0..=1).contains(&ttl),
+        "the index lives as long as its entries: {ttl}"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    suite::short_lived(100).await;
+    let members: u64 = admin.zcard("cache:short").await.unwrap();
+    assert_eq!(members, 1, "expired members were trimmed by the next write");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let exists: bool = admin.exists("cache:short").await.unwrap();
+    assert!(!exists, "an index whose entries all expired goes too");
 }

@@ -37,6 +37,8 @@ pub struct CacheConfig {
     pub(crate) pool_wait_timeout: Duration,
     pub(crate) retry_interval: Duration,
     pub(crate) max_capacity: u64,
+    pub(crate) local_cache: Option<u64>,
+    pub(crate) clock_skew: Duration,
 }
 
 impl CacheConfig {
@@ -50,6 +52,8 @@ impl CacheConfig {
             pool_wait_timeout: Duration::from_millis(500),
             retry_interval: Duration::from_secs(1),
             max_capacity: 10_000,
+            local_cache: None,
+            clock_skew: Duration::from_secs(10),
         }
     }
 
@@ -130,6 +134,35 @@ impl CacheConfig {
         self
     }
 
+    /// Keeps up to `capacity` hot entries in process memory in front of Redis (a near-cache),
+    /// so a repeated hit costs no round trip.
+    ///
+    /// A copy lives no longer than the entry's TTL in Redis. Every overwrite and every
+    /// [`clear_cache`](crate::clear_cache) is published on the Redis channel
+    /// `{prefix}:invalidate`, and every process drops its copy; if that channel drops, the
+    /// near-cache is flushed and off until it is subscribed again, so a lost message never
+    /// leaves stale data behind. An ACL user needs the channel permission `&{prefix}:*`.
+    /// The in-memory backend ignores this: it is in process memory already.
+    ///
+    /// ```
+    /// let config = cache_runtime::CacheConfig::redis("redis://127.0.0.1/").local_cache(10_000);
+    /// # let _ = config;
+    /// ```
+    pub fn local_cache(mut self, capacity: u64) -> Self {
+        self.local_cache = Some(capacity);
+        self
+    }
+
+    /// The most the clocks of the processes sharing a Redis may differ (default 10 s).
+    ///
+    /// Each namespace keeps an index of its entries under `{prefix}:{namespace}`, so that
+    /// clearing it costs time in proportion to its entries, not to the database. Members are
+    /// scored by their expiry on the writer's clock and trimmed once expired for this long.
+    pub fn clock_skew(mut self, tolerance: Duration) -> Self {
+        self.clock_skew = tolerance;
+        self
+    }
+
     /// Checks everything that can be checked without connecting.
     pub(crate) fn validate(&self) -> Result<(), CacheError> {
         let invalid = |msg: String| Err(CacheError::InvalidConfig(msg));
@@ -150,6 +183,9 @@ impl CacheConfig {
         }
         if self.max_capacity == 0 {
             return invalid("max_capacity must be at least 1".into());
+        }
+        if self.local_cache == Some(0) {
+            return invalid("local_cache capacity must be at least 1".into());
         }
         Ok(())
     }

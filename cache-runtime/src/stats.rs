@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// Calls answered from the cache.
     pub hits: u64,
+    /// Of the hits, those served by the near-cache without a round trip to Redis.
+    pub local_hits: u64,
     /// Calls whose body ran because the entry was absent, expired or undecodable.
     pub misses: u64,
     /// Calls that ran their body without the cache: not initialised, backend unreachable,
@@ -22,6 +24,7 @@ pub struct Stats {
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
+    pub(crate) local_hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) bypassed: AtomicU64,
     pub(crate) errors: AtomicU64,
@@ -30,6 +33,7 @@ pub(crate) struct Counters {
 
 pub(crate) static COUNTERS: Counters = Counters {
     hits: AtomicU64::new(0),
+    local_hits: AtomicU64::new(0),
     misses: AtomicU64::new(0),
     bypassed: AtomicU64::new(0),
     errors: AtomicU64::new(0),
@@ -50,6 +54,7 @@ pub fn stats() -> Stats {
     let c = &COUNTERS;
     Stats {
         hits: c.hits.load(Ordering::Relaxed),
+        local_hits: c.local_hits.load(Ordering::Relaxed),
         misses: c.misses.load(Ordering::Relaxed),
         bypassed: c.bypassed.load(Ordering::Relaxed),
         errors: c.errors.load(Ordering::Relaxed),

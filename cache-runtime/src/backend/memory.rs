@@ -1,9 +1,10 @@
-//! The in-memory backend (moka), the embedded default when no Redis is configured.
+//! The in-memory backend (moka): the embedded default when no Redis is configured, and the
+//! storage of the Redis backend's near-cache.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use moka::sync::Cache;
 use moka::Expiry;
 
 use super::{scope_prefix, Fetch, Store};
@@ -35,6 +36,7 @@ impl Expiry<Arc<str>, Entry> for PerEntryTtl {
     }
 }
 
+/// Bytes under keys, each with its own TTL, bounded in number of entries.
 pub(crate) struct MemoryStore {
     cache: Cache<Arc<str>, Entry>,
     prefix: Box<str>,
@@ -50,48 +52,60 @@ impl MemoryStore {
             prefix: prefix.into(),
         }
     }
+
+    /// The bytes under `key`, without touching the task budget.
+    pub(crate) fn lookup(&self, key: &str) -> Option<Arc<[u8]>> {
+        self.cache.get(key).map(|entry| entry.bytes)
+    }
+
+    pub(crate) fn insert(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration) {
+        self.cache.insert(Arc::from(key), Entry { bytes, ttl });
+    }
+
+    /// Removes every entry whose key starts with `start` (or is `start`, when `exact`);
+    /// returns how many there were.
+    pub(crate) fn remove(&self, start: &str, exact: bool) -> u64 {
+        if exact {
+            return u64::from(self.cache.remove(start).is_some());
+        }
+        // Apply pending evictions and expirations first, so the count is what was really held.
+        self.cache.run_pending_tasks();
+        let doomed: Vec<Arc<str>> = self
+            .cache
+            .iter()
+            .filter(|(k, _)| k.starts_with(start))
+            .map(|(k, _)| Arc::clone(&*k))
+            .collect();
+        doomed
+            .iter()
+            .filter(|key| self.cache.remove(&***key).is_some())
+            .count() as u64
+    }
+
+    pub(crate) fn flush(&self) {
+        self.cache.invalidate_all();
+    }
 }
 
 impl Store for MemoryStore {
     type Bytes = Arc<[u8]>;
 
     async fn get(&self, key: &str) -> Fetch<Arc<[u8]>> {
-        let found = self.cache.get(key).await;
+        let found = self.lookup(key);
         // A memory hit does no I/O: spend the task's budget so busy callers still yield.
         tokio::task::coop::consume_budget().await;
         match found {
-            Some(entry) => Fetch::Hit(entry.bytes),
+            Some(bytes) => Fetch::Hit(bytes),
             None => Fetch::Miss,
         }
     }
 
     async fn set(&self, key: &str, value: Vec<u8>, ttl_secs: u64) {
-        let entry = Entry {
-            bytes: value.into(),
-            ttl: Duration::from_secs(ttl_secs),
-        };
-        self.cache.insert(Arc::from(key), entry).await;
+        self.insert(key, value.into(), Duration::from_secs(ttl_secs));
     }
 
     async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
         let (start, exact) = scope_prefix(&self.prefix, scope);
-        if exact {
-            return Ok(u64::from(self.cache.remove(start.as_str()).await.is_some()));
-        }
-        // Apply pending evictions and expirations first, so the count is what was really held.
-        self.cache.run_pending_tasks().await;
-        let doomed: Vec<Arc<str>> = self
-            .cache
-            .iter()
-            .filter(|(k, _)| k.starts_with(start.as_str()))
-            .map(|(k, _)| Arc::clone(&*k))
-            .collect();
-        let mut removed = 0;
-        for key in doomed {
-            if self.cache.remove(&key).await.is_some() {
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        Ok(self.remove(&start, exact))
     }
 }

@@ -2,6 +2,7 @@
 //! process-wide current backend set by [`init`](crate::init).
 
 pub(crate) mod memory;
+mod near;
 pub(crate) mod redis;
 
 use std::future::Future;

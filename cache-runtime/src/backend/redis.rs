@@ -4,12 +4,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use deadpool_redis::{Manager, Pool, Runtime};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
 
+use super::near::{self, Near};
 use super::{scope_prefix, Fetch, Store};
 use crate::clear::ScopeKind;
 use crate::config::CacheConfig;
@@ -17,7 +19,7 @@ use crate::stats::{bump, COUNTERS};
 use crate::throttle::{now_ms, Throttle};
 use crate::{key, CacheError};
 
-/// How many keys one `SCAN` step asks for and one `UNLINK` removes.
+/// How many keys one `SCAN` or `ZRANGE` step asks for and one `UNLINK` removes.
 const SCAN_BATCH: usize = 1000;
 
 static CONNECT_FAILED: Throttle = Throttle::new();
@@ -33,6 +35,22 @@ pub(crate) struct RedisStore {
     /// While `now_ms()` is below this, Redis is known to be down and calls skip it.
     down_until_ms: AtomicU64,
     retry_ms: u64,
+    /// How long a namespace index keeps a member past its expiry: slack for clocks that
+    /// differ between the processes writing it.
+    grace_secs: u64,
+    near: Option<Arc<Near>>,
+    /// Where invalidations are published: `{prefix}:invalidate`.
+    channel: String,
+    /// Keeps the near-cache subscribed; aborted with the store.
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+    }
 }
 
 impl RedisStore {
@@ -53,6 +71,23 @@ impl RedisStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| CacheError::InvalidConfig(format!("redis pool: {e}")))?;
+        let near = config
+            .local_cache
+            .map(|capacity| Arc::new(Near::new(&config.prefix, capacity)));
+        let listener = match &near {
+            Some(near) => {
+                let client = redis::Client::open(url).map_err(|e| {
+                    CacheError::InvalidConfig(format!("invalid Redis URL {}: {e}", redact(url)))
+                })?;
+                Some(tokio::spawn(near::listen(
+                    Arc::clone(near),
+                    client,
+                    config.connect_timeout,
+                    config.retry_interval,
+                )))
+            }
+            None => None,
+        };
         let store = Self {
             pool,
             prefix: config.prefix.as_str().into(),
@@ -60,6 +95,10 @@ impl RedisStore {
             reconnecting: tokio::sync::Mutex::new(()),
             down_until_ms: AtomicU64::new(0),
             retry_ms: config.retry_interval.as_millis() as u64,
+            grace_secs: config.clock_skew.as_secs_f64().ceil() as u64,
+            near,
+            channel: near::channel(&config.prefix),
+            listener,
         };
         if store.reconnect().await.is_none() {
             tracing::warn!(
@@ -164,19 +203,158 @@ fn redact(url: &str) -> String {
     }
 }
 
-impl Store for RedisStore {
-    type Bytes = Vec<u8>;
+/// What a Redis lookup hands out: bytes straight from the reply, or a near-cache copy.
+pub(crate) enum RedisBytes {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
 
-    async fn get(&self, key: &str) -> Fetch<Vec<u8>> {
+impl AsRef<[u8]> for RedisBytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            RedisBytes::Owned(bytes) => bytes,
+            RedisBytes::Shared(bytes) => bytes,
+        }
+    }
+}
+
+/// The namespace index of an entry: `{prefix}:{namespace}` (one segment shorter than any
+/// entry, so it can never be mistaken for one), or `None` for a namespace-less entry.
+fn index_of<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix(':')?;
+    let namespace_len = rest.find(':')?;
+    (namespace_len > 0).then(|| &key[..prefix.len() + 1 + namespace_len])
+}
+
+/// Whether a key under the prefix is an entry (and not a namespace index).
+fn is_entry(prefix: &[u8], key: &[u8]) -> bool {
+    key.get(prefix.len() + 1..)
+        .is_some_and(|rest| rest.contains(&b':'))
+}
+
+/// Milliseconds since the Unix epoch, the score of an index member (its expiry).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl RedisStore {
+    async fn clear_namespace(
+        &self,
+        conn: &mut deadpool_redis::Connection,
+        namespace: &str,
+    ) -> Result<u64, CacheError> {
+        let index = format!("{}:{namespace}", self.prefix);
+        let members: u64 = redis::cmd("ZCARD")
+            .arg(&index)
+            .query_async(&mut **conn)
+            .await?;
+        let mut removed = 0;
+        // Bounded even if writers keep adding to the namespace while it is being cleared.
+        for _ in 0..members / SCAN_BATCH as u64 + 16 {
+            let keys: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                .arg(&index)
+                .arg(0)
+                .arg(SCAN_BATCH - 1)
+                .query_async(&mut **conn)
+                .await?;
+            if keys.is_empty() {
+                break;
+            }
+            // Out of the index first: a writer that re-adds a key after this keeps it indexed.
+            let (_, unlinked): (u64, u64) = redis::pipe()
+                .cmd("ZREM")
+                .arg(&index)
+                .arg(&keys)
+                .cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut **conn)
+                .await?;
+            removed += unlinked;
+        }
+        Ok(removed)
+    }
+
+    async fn clear_all(&self, conn: &mut deadpool_redis::Connection) -> Result<u64, CacheError> {
+        let pattern = format!("{}:*", key::escape_glob(&self.prefix));
+        let prefix = self.prefix.as_bytes();
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH)
+                .query_async(&mut **conn)
+                .await?;
+            let (entries, indexes): (Vec<_>, Vec<_>) =
+                keys.into_iter().partition(|k| is_entry(prefix, k));
+            if !entries.is_empty() {
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&entries)
+                    .query_async(&mut **conn)
+                    .await?;
+                removed += n;
+            }
+            if !indexes.is_empty() {
+                let _: u64 = redis::cmd("UNLINK")
+                    .arg(&indexes)
+                    .query_async(&mut **conn)
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Store for RedisStore {
+    type Bytes = RedisBytes;
+
+    async fn get(&self, key: &str) -> Fetch<RedisBytes> {
+        if let Some(bytes) = self.near.as_ref().and_then(|near| near.get(key)) {
+            bump(&COUNTERS.local_hits);
+            tokio::task::coop::consume_budget().await;
+            return Fetch::Hit(RedisBytes::Shared(bytes));
+        }
         let Some(mut conn) = self.connection().await else {
             // Known down: no I/O happens, so spend budget to keep busy loops from starving.
             tokio::task::coop::consume_budget().await;
             return Fetch::Unavailable;
         };
-        let reply: Result<Option<Vec<u8>>, RedisError> =
-            redis::cmd("GET").arg(key).query_async(&mut conn).await;
+        let reply: Result<Option<Vec<u8>>, RedisError> = match &self.near {
+            None => redis::cmd("GET").arg(key).query_async(&mut conn).await,
+            Some(near) => {
+                // The remaining TTL comes in the same round trip, so a copy never outlives
+                // the entry.
+                let epoch = near.epoch();
+                let reply: Result<(Option<Vec<u8>>, i64), RedisError> = redis::pipe()
+                    .cmd("GET")
+                    .arg(key)
+                    .cmd("PTTL")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await;
+                reply.map(|(bytes, pttl)| {
+                    if let (Some(bytes), Ok(ms)) = (&bytes, u64::try_from(pttl)) {
+                        near.insert(
+                            key,
+                            bytes.as_slice().into(),
+                            Duration::from_millis(ms),
+                            epoch,
+                        );
+                    }
+                    bytes
+                })
+            }
+        };
         match reply {
-            Ok(Some(bytes)) => Fetch::Hit(bytes),
+            Ok(Some(bytes)) => Fetch::Hit(RedisBytes::Owned(bytes)),
             Ok(None) => Fetch::Miss,
             // A key of another type is garbage like an undecodable value: a miss, overwritten.
             Err(e) if e.code() == Some("WRONGTYPE") => {
@@ -203,58 +381,105 @@ impl Store for RedisStore {
         let Some(mut conn) = self.connection().await else {
             return;
         };
-        let reply: Result<(), RedisError> = redis::cmd("SET")
+        // One round trip: the value, its namespace index, and the near-cache invalidation.
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
             .arg(key)
-            .arg(value)
+            .arg(&value)
             .arg("EX")
             .arg(ttl_secs)
-            .query_async(&mut conn)
-            .await;
-        if let Err(e) = reply {
-            self.failed("SET", &e);
+            .ignore();
+        if let Some(index) = index_of(&self.prefix, key) {
+            let now = wall_ms();
+            let keep = ttl_secs + self.grace_secs;
+            pipe.cmd("ZADD")
+                .arg(index)
+                .arg(now + ttl_secs * 1000)
+                .arg(key)
+                .ignore();
+            // Members expired for a while are trimmed, so the index cannot grow without bound
+            // when entries expire instead of being cleared.
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(index)
+                .arg("-inf")
+                .arg(now.saturating_sub(self.grace_secs * 1000))
+                .ignore();
+            // The index outlives its longest-lived entry and no more.
+            pipe.cmd("EXPIRE").arg(index).arg(keep).arg("NX").ignore();
+            pipe.cmd("EXPIRE").arg(index).arg(keep).arg("GT").ignore();
+        }
+        if self.near.is_some() {
+            pipe.cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(near::message(key, true))
+                .ignore();
+        }
+        match pipe.query_async::<()>(&mut conn).await {
+            Ok(()) => {
+                if let Some(near) = &self.near {
+                    let epoch = near.epoch();
+                    near.insert(key, value.into(), Duration::from_secs(ttl_secs), epoch);
+                }
+            }
+            Err(e) => self.failed("SET", &e),
         }
     }
 
     async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
-        let (start, exact) = scope_prefix(&self.prefix, scope);
         let mut conn = self.admin_connection().await?;
-        if exact {
-            let n: u64 = redis::cmd("UNLINK")
-                .arg(&start)
-                .query_async(&mut *conn)
-                .await?;
-            return Ok(n);
-        }
-        let pattern = format!("{}*", key::escape_glob(&start));
-        let mut cursor: u64 = 0;
-        let mut removed = 0;
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH)
-                .query_async(&mut *conn)
-                .await?;
-            if !keys.is_empty() {
-                let n: u64 = redis::cmd("UNLINK")
-                    .arg(&keys)
+        let (start, exact) = scope_prefix(&self.prefix, scope);
+        let removed = match scope {
+            ScopeKind::Key { .. } => {
+                redis::cmd("UNLINK")
+                    .arg(&start)
                     .query_async(&mut *conn)
-                    .await?;
-                removed += n;
+                    .await?
             }
-            if next == 0 {
-                return Ok(removed);
+            ScopeKind::Namespace(ns) => self.clear_namespace(&mut conn, ns).await?,
+            ScopeKind::All => self.clear_all(&mut conn).await?,
+        };
+        if let Some(near) = &self.near {
+            near.forget(&start, exact);
+        }
+        // Published whether or not this process has a near-cache: others may.
+        let published: Result<u64, RedisError> = redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(near::message(&start, exact))
+            .query_async(&mut *conn)
+            .await;
+        match published {
+            Ok(_) => Ok(removed),
+            // Without a near-cache here, a user may lack channel permissions (`&{prefix}:*`)
+            // because no process uses one; the removal itself happened.
+            Err(e) if self.near.is_none() => {
+                if let Some(suppressed) = COMMAND_FAILED.allow() {
+                    tracing::warn!(suppressed, channel = %self.channel, "cannot publish the near-cache invalidation: {e}");
+                }
+                Ok(removed)
             }
-            cursor = next;
+            Err(e) => Err(e.into()),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::*;
+
+    #[test]
+    fn namespace_indexes_are_one_segment_shorter_than_entries() {
+        assert_eq!(index_of("cache", "cache:users:f:abc"), Some("cache:users"));
+        assert_eq!(index_of("cache", "cache:users:k"), Some("cache:users"));
+        assert_eq!(
+            index_of("cache", "cache::f:abc"),
+            None,
+            "no namespace, no index"
+        );
+        assert_eq!(index_of("a:b", "a:b:ns:k"), Some("a:b:ns"));
+        assert!(is_entry(b"cache", b"cache:users:k"));
+        assert!(is_entry(b"cache", b"cache::k"));
+        assert!(!is_entry(b"cache", b"cache:users"));
+    }
 
     #[test]
     fn passwords_are_not_shown() {

@@ -1,0 +1,222 @@
+//! The near-cache (L1): a bounded in-process copy of hot Redis entries, kept honest by an
+//! invalidation channel.
+//!
+//! Every overwrite and every clear is published on `{prefix}:invalidate`; each process drops
+//! its copies of what another process changed. While the channel is down, messages may be lost,
+//! so the near-cache is flushed and switched off until it is subscribed again.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::memory::MemoryStore;
+use crate::throttle::Throttle;
+
+static CHANNEL_DOWN: Throttle = Throttle::new();
+
+pub(crate) struct Near {
+    entries: MemoryStore,
+    /// False while the invalidation channel is not subscribed: nothing is served or stored.
+    live: AtomicBool,
+    /// Bumped by every invalidation received, so that a value read from Redis before an
+    /// invalidation arrived is not stored after it.
+    epoch: AtomicU64,
+    channel: String,
+}
+
+/// The channel every invalidation of entries under `prefix` is published on.
+pub(crate) fn channel(prefix: &str) -> String {
+    format!("{prefix}:invalidate")
+}
+
+/// The message that tells every process's near-cache to forget `start` (the key itself, when
+/// `exact`); the sender's own near-cache ignores it.
+pub(crate) fn message(start: &str, exact: bool) -> String {
+    let kind = if exact { 'k' } else { 'p' };
+    format!("{:016x}|{kind}|{start}", instance())
+}
+
+/// Tells this process's own messages apart.
+fn instance() -> u64 {
+    static INSTANCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *INSTANCE.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    })
+}
+
+impl Near {
+    pub(crate) fn new(prefix: &str, capacity: u64) -> Self {
+        Self {
+            entries: MemoryStore::new(prefix, capacity),
+            live: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            channel: channel(prefix),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+        if self.live.load(Ordering::Acquire) {
+            self.entries.lookup(key)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Stores a copy for at most `ttl`, unless an invalidation arrived since `epoch`.
+    pub(crate) fn insert(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration, epoch: u64) {
+        if ttl.is_zero() || !self.live.load(Ordering::Acquire) {
+            return;
+        }
+        self.entries.insert(key, bytes, ttl);
+        // An invalidation that raced with this insert wins.
+        if self.epoch() != epoch {
+            self.entries.remove(key, true);
+        }
+    }
+
+    /// Drops this process's copies under `start` (the key itself, when `exact`).
+    pub(crate) fn forget(&self, start: &str, exact: bool) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.entries.remove(start, exact);
+    }
+
+    fn receive(&self, payload: &str) {
+        let mut parts = payload.splitn(3, '|');
+        let (Some(instance), Some(kind), Some(start)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        if u64::from_str_radix(instance, 16).ok() == Some(self::instance()) {
+            return;
+        }
+        match kind {
+            "k" => self.forget(start, true),
+            "p" => self.forget(start, false),
+            _ => {}
+        }
+    }
+
+    fn go_dark(&self) {
+        self.live.store(false, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.entries.flush();
+    }
+
+    fn go_live(&self) {
+        // Whatever was published while we were not listening is lost: start empty.
+        self.entries.flush();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.live.store(true, Ordering::Release);
+    }
+}
+
+/// Keeps the near-cache subscribed for as long as it exists; runs as a background task that
+/// the Redis store aborts when it is dropped.
+pub(crate) async fn listen(
+    near: Arc<Near>,
+    client: redis::Client,
+    connect_timeout: Duration,
+    retry: Duration,
+) {
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&near.channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match tokio::time::timeout(connect_timeout, subscribed).await {
+            Ok(Ok(pubsub)) => {
+                near.go_live();
+                tracing::debug!(channel = %near.channel, "near-cache invalidation channel subscribed");
+                let mut messages = pubsub.into_on_message();
+                while let Some(msg) = messages.next().await {
+                    match msg.get_payload::<String>() {
+                        Ok(payload) => near.receive(&payload),
+                        // A message we cannot read may have been an invalidation.
+                        Err(_) => near.forget("", false),
+                    }
+                }
+                near.go_dark();
+                if let Some(suppressed) = CHANNEL_DOWN.allow() {
+                    tracing::warn!(suppressed, "near-cache invalidation channel dropped; near-cache flushed and off until it is back");
+                }
+            }
+            Ok(Err(e)) => {
+                if let Some(suppressed) = CHANNEL_DOWN.allow() {
+                    tracing::warn!(suppressed, "cannot subscribe to the near-cache invalidation channel, near-cache off: {e}");
+                }
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_messages_are_ignored_and_others_evict() {
+        let near = Near::new("p", 100);
+        near.go_live();
+        let e = near.epoch();
+        near.insert("p:ns:a", Arc::from(&b"1"[..]), Duration::from_secs(9), e);
+        near.insert("p:ns:b", Arc::from(&b"2"[..]), Duration::from_secs(9), e);
+        near.receive(&near.message("p:ns:a", true));
+        assert!(near.get("p:ns:a").is_some(), "own message");
+        near.receive(
+            &"0000000000000000|k|p:ns:a"
+                .replace("0000000000000000", &format!("{:016x}", near.instance ^ 1)),
+        );
+        assert!(near.get("p:ns:a").is_none());
+        assert!(near.get("p:ns:b").is_some());
+        near.receive(&format!("{:016x}|p|p:ns:", near.instance ^ 1));
+        assert!(near.get("p:ns:b").is_none());
+    }
+
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_kept() {
+        let near = Near::new("p", 100);
+        near.go_live();
+        let before = near.epoch();
+        near.forget("p:x", true);
+        near.insert(
+            "p:x",
+            Arc::from(&b"old"[..]),
+            Duration::from_secs(9),
+            before,
+        );
+        assert!(near.get("p:x").is_none());
+    }
+
+    #[test]
+    fn nothing_is_served_while_dark() {
+        let near = Near::new("p", 100);
+        near.go_live();
+        near.insert(
+            "p:x",
+            Arc::from(&b"1"[..]),
+            Duration::from_secs(9),
+            near.epoch(),
+        );
+        near.go_dark();
+        assert!(near.get("p:x").is_none());
+        near.go_live();
+        assert!(near.get("p:x").is_none(), "flushed");
+    }
+}
