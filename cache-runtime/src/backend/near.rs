@@ -177,15 +177,13 @@ mod tests {
         let e = near.epoch();
         near.insert("p:ns:a", Arc::from(&b"1"[..]), Duration::from_secs(9), e);
         near.insert("p:ns:b", Arc::from(&b"2"[..]), Duration::from_secs(9), e);
-        near.receive(&near.message("p:ns:a", true));
+        near.receive(&message("p:ns:a", true));
         assert!(near.get("p:ns:a").is_some(), "own message");
-        near.receive(
-            &"0000000000000000|k|p:ns:a"
-                .replace("0000000000000000", &format!("{:016x}", near.instance ^ 1)),
-        );
+        let other = instance() ^ 1;
+        near.receive(&format!("{other:016x}|k|p:ns:a"));
         assert!(near.get("p:ns:a").is_none());
         assert!(near.get("p:ns:b").is_some());
-        near.receive(&format!("{:016x}|p|p:ns:", near.instance ^ 1));
+        near.receive(&format!("{other:016x}|p|p:ns:"));
         assert!(near.get("p:ns:b").is_none());
     }
 
