@@ -57,7 +57,7 @@ async fn outages_log_a_handful_of_clear_lines() {
     // A wrong password: callers get their results, the log gets one clear error.
     let server = RedisServer::start_with(&["--requirepass", "right"]);
     let config =
-        CacheConfig::redis(server.url_with("", "wrong")).retry_interval(Duration::from_millis(1));
+        CacheConfig::redis(server.url_with("", "wrong")).breaker_cooldown(Duration::from_millis(1));
     cache_runtime::init(config).await.unwrap();
     for n in 0..300 {
         assert_eq!(work(n).await, n * 3);
@@ -71,13 +71,18 @@ async fn outages_log_a_handful_of_clear_lines() {
         "the password is not logged: {}",
         errors[0]
     );
-    assert!(lines.len() <= 2, "{lines:#?}");
+    assert!(
+        lines.len() <= 4,
+        "a handful of lines for 300 calls: {lines:#?}"
+    );
 
     // Redis killed under load: a handful of warnings for hundreds of failing calls.
     let mut server = RedisServer::start();
-    cache_runtime::init(CacheConfig::redis(server.url()).retry_interval(Duration::from_millis(1)))
-        .await
-        .unwrap();
+    cache_runtime::init(
+        CacheConfig::redis(server.url()).breaker_cooldown(Duration::from_millis(1)),
+    )
+    .await
+    .unwrap();
     work(1).await;
     let _ = log.lines();
     server.kill();

@@ -158,7 +158,7 @@ async fn redis_absent_at_init_then_caching_starts_when_it_appears() {
     let _turn = exclusive().await;
     let port = support::free_port();
     let url = format!("redis://127.0.0.1:{port}/");
-    let config = CacheConfig::redis(url).retry_interval(Duration::from_millis(200));
+    let config = CacheConfig::redis(url).breaker_cooldown(Duration::from_millis(200));
     cache_runtime::init(config)
         .await
         .expect("an unreachable Redis is not fatal");
@@ -179,7 +179,7 @@ async fn redis_absent_at_init_then_caching_starts_when_it_appears() {
 async fn redis_killed_mid_test_then_restarted_caching_resumes() {
     let _turn = exclusive().await;
     let mut server = RedisServer::start();
-    let config = CacheConfig::redis(server.url()).retry_interval(Duration::from_millis(200));
+    let config = CacheConfig::redis(server.url()).breaker_cooldown(Duration::from_millis(200));
     cache_runtime::init(config).await.unwrap();
     correct_product(7).await;
     assert!(is_hit(7).await);
@@ -299,7 +299,7 @@ async fn a_frozen_redis_costs_each_call_at_most_the_command_timeout() {
 async fn busy_callers_do_not_starve_other_tasks_while_redis_is_known_down() {
     let _turn = exclusive().await;
     let mut server = RedisServer::start();
-    let config = CacheConfig::redis(server.url()).retry_interval(Duration::from_secs(30));
+    let config = CacheConfig::redis(server.url()).breaker_cooldown(Duration::from_secs(30));
     cache_runtime::init(config).await.unwrap();
     server.kill();
     // The first call finds the connection gone and marks Redis down for the retry interval.
@@ -413,4 +413,45 @@ async fn the_index_forgets_entries_that_expired() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let exists: bool = admin.exists("cache:short").await.unwrap();
     assert!(!exists, "an index whose entries all expired goes too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_opens_after_failures_and_closes_when_redis_returns() {
+    let _turn = exclusive().await;
+    let mut server = RedisServer::start();
+    let config = CacheConfig::redis(server.url())
+        .breaker_threshold(3)
+        .breaker_cooldown(Duration::from_secs(2));
+    cache_runtime::init(config).await.unwrap();
+    correct_product(1).await;
+    assert_eq!(
+        cache_runtime::stats().circuit,
+        cache_runtime::Circuit::Closed
+    );
+    let trips = cache_runtime::stats().circuit_trips;
+    server.kill();
+    for _ in 0..5 {
+        correct_product(1).await;
+    }
+    let s = cache_runtime::stats();
+    assert_eq!(s.circuit, cache_runtime::Circuit::Open);
+    assert_eq!(s.circuit_trips, trips + 1, "opened once");
+    let skipped = s.skipped_open;
+    for _ in 0..100 {
+        correct_product(1).await;
+    }
+    assert_eq!(
+        cache_runtime::stats().skipped_open,
+        skipped + 100,
+        "open: Redis is not asked"
+    );
+    server.restart();
+    let closed = support::eventually(Duration::from_secs(5), || async {
+        correct_product(1).await;
+        cache_runtime::stats().circuit == cache_runtime::Circuit::Closed
+    })
+    .await;
+    assert!(closed, "a probe closed the circuit after the cool-down");
+    correct_product(2).await;
+    assert!(is_hit(2).await, "caching resumed");
 }

@@ -35,7 +35,9 @@ pub struct CacheConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) command_timeout: Duration,
     pub(crate) pool_wait_timeout: Duration,
-    pub(crate) retry_interval: Duration,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cooldown: Duration,
+    pub(crate) max_value_size: usize,
     pub(crate) max_capacity: u64,
     pub(crate) local_cache: Option<u64>,
     pub(crate) clock_skew: Duration,
@@ -50,7 +52,9 @@ impl CacheConfig {
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_millis(500),
             pool_wait_timeout: Duration::from_millis(500),
-            retry_interval: Duration::from_secs(1),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(1),
+            max_value_size: 1 << 20,
             max_capacity: 10_000,
             local_cache: None,
             clock_skew: Duration::from_secs(10),
@@ -120,10 +124,25 @@ impl CacheConfig {
         self
     }
 
-    /// After a failed connection attempt, how long cached calls skip Redis before the next
-    /// attempt (default 1 s). Calls in that window run their body at once.
-    pub fn retry_interval(mut self, interval: Duration) -> Self {
-        self.retry_interval = interval;
+    /// After this many backend failures in a row (default 5: refused or dropped connections,
+    /// timeouts, an exhausted pool, OOM/READONLY/LOADING answers) the circuit opens: cached
+    /// calls skip Redis and run their body at once, for [`breaker_cooldown`](Self::breaker_cooldown).
+    pub fn breaker_threshold(mut self, failures: u32) -> Self {
+        self.breaker_threshold = failures;
+        self
+    }
+
+    /// How long an open circuit skips Redis before one probe call tries it again (default 1 s);
+    /// the probe's success closes the circuit and caching resumes by itself.
+    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
+        self.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// Values whose encoding is larger than this many bytes are not stored (default 1 MiB);
+    /// the function still returns them, and the first such value of each key is logged.
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
         self
     }
 
@@ -183,6 +202,12 @@ impl CacheConfig {
         }
         if self.max_capacity == 0 {
             return invalid("max_capacity must be at least 1".into());
+        }
+        if self.breaker_threshold == 0 {
+            return invalid("breaker_threshold must be at least 1".into());
+        }
+        if self.breaker_cooldown.is_zero() {
+            return invalid("breaker_cooldown must be greater than zero".into());
         }
         if self.local_cache == Some(0) {
             return invalid("local_cache capacity must be at least 1".into());

@@ -27,10 +27,12 @@
 //! Keys are `{prefix}:{namespace}:{key}`; see the README for the layout and failure rules.
 
 mod backend;
+mod breaker;
 mod clear;
 mod codec;
 mod config;
 mod error;
+mod flight;
 mod key;
 mod stats;
 mod throttle;
@@ -39,11 +41,14 @@ mod throttle;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use breaker::Circuit;
 pub use cache_macros::cache;
 pub use clear::{clear_cache, Scope};
 pub use config::CacheConfig;
 pub use error::CacheError;
 pub use stats::{stats, Stats};
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use backend::{AnyStore, Backend};
 use config::Target;
@@ -77,6 +82,34 @@ pub async fn init(config: CacheConfig) -> Result<(), CacheError> {
     backend::install(Backend {
         prefix: config.prefix.as_str().into(),
         store,
+        max_value_size: config.max_value_size,
+        flights: flight::Flights::default(),
     });
     Ok(())
+}
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Switches caching off (`false`) or back on (`true`) at run time, without a restart: for
+/// incident response. While off, cached functions just run their body; nothing is read or
+/// written. Entries stored before stay where they are (clear them with
+/// [`clear_cache`] if they are the problem).
+///
+/// ```
+/// cache_runtime::set_enabled(false);
+/// assert!(!cache_runtime::is_enabled());
+/// cache_runtime::set_enabled(true);
+/// ```
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+    tracing::info!(
+        enabled,
+        "caching switched {}",
+        if enabled { "on" } else { "off" }
+    );
+}
+
+/// Whether caching is on; see [`set_enabled`].
+pub fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
 }

@@ -2,8 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::Circuit;
+
 /// A snapshot of the cache's counters since the process started; see [`stats`](crate::stats).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Calls answered from the cache.
@@ -19,9 +21,19 @@ pub struct Stats {
     pub errors: u64,
     /// Stored values that did not decode into the function's type.
     pub decode_failures: u64,
+    /// Calls that waited for another caller's run of the same key instead of running the body
+    /// (single-flight).
+    pub coalesced: u64,
+    /// Calls that skipped Redis because the circuit was open.
+    pub skipped_open: u64,
+    /// How many times the circuit opened.
+    pub circuit_trips: u64,
+    /// The circuit breaker of the current backend now.
+    pub circuit: Circuit,
+    /// Whether caching is switched on (see [`set_enabled`](crate::set_enabled)).
+    pub enabled: bool,
 }
 
-#[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
     pub(crate) local_hits: AtomicU64,
@@ -29,6 +41,9 @@ pub(crate) struct Counters {
     pub(crate) bypassed: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) decode_failures: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) skipped_open: AtomicU64,
+    pub(crate) circuit_trips: AtomicU64,
 }
 
 pub(crate) static COUNTERS: Counters = Counters {
@@ -38,6 +53,9 @@ pub(crate) static COUNTERS: Counters = Counters {
     bypassed: AtomicU64::new(0),
     errors: AtomicU64::new(0),
     decode_failures: AtomicU64::new(0),
+    coalesced: AtomicU64::new(0),
+    skipped_open: AtomicU64::new(0),
+    circuit_trips: AtomicU64::new(0),
 };
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -59,5 +77,10 @@ pub fn stats() -> Stats {
         bypassed: c.bypassed.load(Ordering::Relaxed),
         errors: c.errors.load(Ordering::Relaxed),
         decode_failures: c.decode_failures.load(Ordering::Relaxed),
+        coalesced: c.coalesced.load(Ordering::Relaxed),
+        skipped_open: c.skipped_open.load(Ordering::Relaxed),
+        circuit_trips: c.circuit_trips.load(Ordering::Relaxed),
+        circuit: crate::backend::current().map_or(Circuit::Closed, |b| b.circuit()),
+        enabled: crate::is_enabled(),
     }
 }

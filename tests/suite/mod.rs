@@ -550,7 +550,11 @@ macro_rules! suite_cases {
             entries_expire_after_their_ttl,
             a_value_of_the_wrong_shape_is_a_miss,
             concurrent_callers_get_their_own_results,
-            methods_generics_patterns_and_aliases
+            methods_generics_patterns_and_aliases,
+            concurrent_misses_of_one_key_run_the_body_once,
+            a_panicking_leader_does_not_strand_the_others,
+            caching_can_be_switched_off_and_on,
+            oversized_values_are_not_stored
         );
         #[tokio::test(flavor = "current_thread")]
         async fn busy_callers_do_not_starve_other_tasks() {
@@ -596,4 +600,116 @@ pub async fn busy_callers_do_not_starve_other_tasks() {
         calls < 100_000,
         "the other task never ran during {calls} cached calls"
     );
+}
+
+#[cache(namespace = "flight")]
+pub async fn cold(n: u32) -> u32 {
+    RUNS.bump(23);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    n + 1
+}
+
+/// Concurrent misses of one key run the body once; the others get its result.
+pub async fn concurrent_misses_of_one_key_run_the_body_once() {
+    let before = RUNS.get(23);
+    let callers: Vec<_> = (0..1000).map(|_| tokio::spawn(cold(1))).collect();
+    for caller in callers {
+        let got = tokio::time::timeout(Duration::from_secs(30), caller)
+            .await
+            .expect("bounded")
+            .expect("no panic");
+        assert_eq!(got, 2);
+    }
+    assert_eq!(
+        RUNS.get(23) - before,
+        1,
+        "1,000 callers of a cold key, one body"
+    );
+}
+
+#[cache(namespace = "flight")]
+pub async fn first_one_panics(n: u32) -> u32 {
+    let run = RUNS.0[24].fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if run == 0 {
+        panic!("the first run fails");
+    }
+    n
+}
+
+/// A leader that panics (or is cancelled) does not leave its followers hanging.
+pub async fn a_panicking_leader_does_not_strand_the_others() {
+    RUNS.0[24].store(0, Ordering::SeqCst);
+    let leader = tokio::spawn(first_one_panics(5));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let followers: Vec<_> = (0..20).map(|_| tokio::spawn(first_one_panics(5))).collect();
+    assert!(
+        leader.await.is_err(),
+        "the leader's panic reaches its own caller"
+    );
+    for follower in followers {
+        let got = tokio::time::timeout(Duration::from_secs(10), follower)
+            .await
+            .expect("followers are not stranded")
+            .expect("no panic");
+        assert_eq!(got, 5);
+    }
+    assert_eq!(
+        RUNS.get(24),
+        2,
+        "one more run after the panic, shared by the rest"
+    );
+
+    // Cancelled instead of panicking.
+    let cancelled = tokio::spawn(cold(77));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let waiter = tokio::spawn(cold(77));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    cancelled.abort();
+    let got = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("not stranded by a cancelled leader")
+        .unwrap();
+    assert_eq!(got, 78);
+}
+
+/// Caching can be switched off and on at run time.
+pub async fn caching_can_be_switched_off_and_on() {
+    let (_, runs) = counting(2, concat("on".into(), "off".into())).await;
+    assert_eq!(runs, 1);
+    cache_runtime::set_enabled(false);
+    let (_, off) = counting(2, concat("on".into(), "off".into())).await;
+    let (_, off_again) = counting(2, concat("on".into(), "off".into())).await;
+    cache_runtime::set_enabled(true);
+    assert_eq!((off, off_again), (1, 1), "off: every call runs");
+    assert!(cache_runtime::stats().enabled);
+    let (_, on) = counting(2, concat("on".into(), "off".into())).await;
+    assert_eq!(on, 0, "on again: the entry stored before is served");
+}
+
+#[cache(namespace = "big")]
+pub async fn sized(len: usize) -> String {
+    RUNS.bump(25);
+    "x".repeat(len)
+}
+
+/// Values above `max_value_size` (1 MiB by default) are returned but not stored; arguments of
+/// any size and content make valid keys.
+pub async fn oversized_values_are_not_stored() {
+    let (v, runs) = counting(25, sized(2 << 20)).await;
+    assert_eq!((v.len(), runs), (2 << 20, 1));
+    let (_, runs) = counting(25, sized(2 << 20)).await;
+    assert_eq!(runs, 1, "not stored");
+    let (_, runs) = counting(25, sized(10)).await;
+    assert_eq!(runs, 1);
+    let (_, runs) = counting(25, sized(10)).await;
+    assert_eq!(runs, 0, "small values are");
+
+    let huge = "ü\n*?[]{}:\\\"".repeat(100_000);
+    for arg in [huge, String::new(), "\0".into(), "user*".into()] {
+        let (n, runs) = counting(19, generic_len(vec![arg.clone(), arg.clone()])).await;
+        assert_eq!((n, runs), (2, 1));
+        let (_, runs) = counting(19, generic_len(vec![arg.clone(), arg])).await;
+        assert_eq!(runs, 0, "a hit, whatever the argument");
+    }
 }

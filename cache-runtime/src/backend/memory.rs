@@ -100,8 +100,8 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn set(&self, key: &str, value: Vec<u8>, ttl_secs: u64) {
-        self.insert(key, value.into(), Duration::from_secs(ttl_secs));
+    async fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64) {
+        self.insert(key, value, Duration::from_secs(ttl_secs));
     }
 
     async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {

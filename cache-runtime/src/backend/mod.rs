@@ -30,7 +30,7 @@ pub(crate) trait Store: Send + Sync {
     fn get(&self, key: &str) -> impl Future<Output = Fetch<Self::Bytes>> + Send;
 
     /// Stores `value` for `ttl_secs`; failures are logged and swallowed (fail-open).
-    fn set(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> impl Future<Output = ()> + Send;
+    fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64) -> impl Future<Output = ()> + Send;
 
     /// Removes entries; an explicit action, so errors are returned.
     fn clear(&self, scope: &ScopeKind) -> impl Future<Output = Result<u64, CacheError>> + Send;
@@ -40,6 +40,9 @@ pub(crate) trait Store: Send + Sync {
 pub(crate) struct Backend {
     pub(crate) prefix: Box<str>,
     pub(crate) store: AnyStore,
+    /// Larger encoded values are not stored.
+    pub(crate) max_value_size: usize,
+    pub(crate) flights: crate::flight::Flights,
 }
 
 pub(crate) enum AnyStore {
@@ -48,6 +51,13 @@ pub(crate) enum AnyStore {
 }
 
 impl Backend {
+    pub(crate) fn circuit(&self) -> crate::Circuit {
+        match &self.store {
+            AnyStore::Redis(s) => s.breaker.state(),
+            AnyStore::Memory(_) => crate::Circuit::Closed,
+        }
+    }
+
     pub(crate) async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
         match &self.store {
             AnyStore::Redis(s) => s.clear(scope).await,

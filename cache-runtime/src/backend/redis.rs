@@ -2,7 +2,6 @@
 //! shares one multiplexed connection, so a hit costs one `GET` round trip and concurrent
 //! callers pipeline over the same socket instead of checking out (and PINGing) per call.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +12,11 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
 
 use super::near::{self, Near};
 use super::{scope_prefix, Fetch, Store};
+use crate::breaker::{Breaker, Circuit};
 use crate::clear::ScopeKind;
 use crate::config::CacheConfig;
 use crate::stats::{bump, COUNTERS};
-use crate::throttle::{now_ms, Throttle};
+use crate::throttle::Throttle;
 use crate::{key, CacheError};
 
 /// How many keys one `SCAN` or `ZRANGE` step asks for and one `UNLINK` removes.
@@ -33,8 +33,8 @@ pub(crate) struct RedisStore {
     /// Only one caller at a time asks the pool for a new shared connection.
     reconnecting: tokio::sync::Mutex<()>,
     /// While `now_ms()` is below this, Redis is known to be down and calls skip it.
-    down_until_ms: AtomicU64,
-    retry_ms: u64,
+    /// Stops calls to Redis after a run of failures.
+    pub(crate) breaker: Breaker,
     /// How long a namespace index keeps a member past its expiry: slack for clocks that
     /// differ between the processes writing it.
     grace_secs: u64,
@@ -83,7 +83,7 @@ impl RedisStore {
                     Arc::clone(near),
                     client,
                     config.connect_timeout,
-                    config.retry_interval,
+                    config.breaker_cooldown,
                 )))
             }
             None => None,
@@ -93,14 +93,13 @@ impl RedisStore {
             prefix: config.prefix.as_str().into(),
             shared: ArcSwapOption::const_empty(),
             reconnecting: tokio::sync::Mutex::new(()),
-            down_until_ms: AtomicU64::new(0),
-            retry_ms: config.retry_interval.as_millis() as u64,
+            breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             grace_secs: config.clock_skew.as_secs_f64().ceil() as u64,
             near,
             channel: near::channel(&config.prefix),
             listener,
         };
-        if store.reconnect().await.is_none() {
+        if store.connection().await.is_none() {
             tracing::warn!(
                 "redis is unreachable at start-up; cached functions run uncached until it answers"
             );
@@ -108,41 +107,30 @@ impl RedisStore {
         Ok(store)
     }
 
-    fn is_down(&self) -> bool {
-        now_ms() < self.down_until_ms.load(Ordering::Relaxed)
-    }
-
-    /// The shared connection, reconnecting through the pool if there is none.
+    /// The shared connection, reconnecting through the pool if there is none; `None` when
+    /// Redis cannot be reached.
     async fn connection(&self) -> Option<MultiplexedConnection> {
         if let Some(conn) = self.shared.load().as_deref() {
             return Some(conn.clone());
         }
-        self.reconnect().await
-    }
-
-    async fn reconnect(&self) -> Option<MultiplexedConnection> {
-        if self.is_down() {
-            return None;
-        }
         let _turn = self.reconnecting.lock().await;
-        // Whoever held the lock before us may have reconnected, or found Redis down.
+        // Whoever held the lock before us may have reconnected, or opened the circuit.
         if let Some(conn) = self.shared.load().as_deref() {
             return Some(conn.clone());
         }
-        if self.is_down() {
+        // Callers queued here before the circuit opened need not try again; the probe does.
+        if self.breaker.state() == Circuit::Open {
             return None;
         }
         match self.pool.get().await {
             Ok(pooled) => {
                 let conn: MultiplexedConnection = (*pooled).clone();
                 self.shared.store(Some(Arc::new(conn.clone())));
-                self.down_until_ms.store(0, Ordering::Relaxed);
                 tracing::debug!("connected to redis");
                 Some(conn)
             }
             Err(e) => {
-                self.down_until_ms
-                    .store(now_ms() + self.retry_ms, Ordering::Relaxed);
+                bump(&COUNTERS.errors);
                 if let Some(suppressed) = CONNECT_FAILED.allow() {
                     if is_auth_error(&e) {
                         tracing::error!(suppressed, "redis refused the credentials: {e}; check the user and password in the Redis URL; caching is off until it succeeds");
@@ -322,8 +310,14 @@ impl Store for RedisStore {
             tokio::task::coop::consume_budget().await;
             return Fetch::Hit(RedisBytes::Shared(bytes));
         }
+        let Some(permit) = self.breaker.permit() else {
+            // Open circuit: no I/O happens, so spend budget to keep busy loops from starving.
+            bump(&COUNTERS.skipped_open);
+            tokio::task::coop::consume_budget().await;
+            return Fetch::Unavailable;
+        };
         let Some(mut conn) = self.connection().await else {
-            // Known down: no I/O happens, so spend budget to keep busy loops from starving.
+            permit.failure();
             tokio::task::coop::consume_budget().await;
             return Fetch::Unavailable;
         };
@@ -354,10 +348,17 @@ impl Store for RedisStore {
             }
         };
         match reply {
-            Ok(Some(bytes)) => Fetch::Hit(RedisBytes::Owned(bytes)),
-            Ok(None) => Fetch::Miss,
+            Ok(Some(bytes)) => {
+                permit.success();
+                Fetch::Hit(RedisBytes::Owned(bytes))
+            }
+            Ok(None) => {
+                permit.success();
+                Fetch::Miss
+            }
             // A key of another type is garbage like an undecodable value: a miss, overwritten.
             Err(e) if e.code() == Some("WRONGTYPE") => {
+                permit.success();
                 bump(&COUNTERS.decode_failures);
                 if let Some(suppressed) = COMMAND_FAILED.allow() {
                     tracing::warn!(
@@ -369,6 +370,7 @@ impl Store for RedisStore {
                 Fetch::Miss
             }
             Err(e) => {
+                permit.failure();
                 self.failed("GET", &e);
                 // A dead connection fails without waiting; that must not starve others either.
                 tokio::task::coop::consume_budget().await;
@@ -377,15 +379,19 @@ impl Store for RedisStore {
         }
     }
 
-    async fn set(&self, key: &str, value: Vec<u8>, ttl_secs: u64) {
+    async fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64) {
+        let Some(permit) = self.breaker.permit() else {
+            return;
+        };
         let Some(mut conn) = self.connection().await else {
+            permit.failure();
             return;
         };
         // One round trip: the value, its namespace index, and the near-cache invalidation.
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(key)
-            .arg(&value)
+            .arg(&*value)
             .arg("EX")
             .arg(ttl_secs)
             .ignore();
@@ -416,12 +422,16 @@ impl Store for RedisStore {
         }
         match pipe.query_async::<()>(&mut conn).await {
             Ok(()) => {
+                permit.success();
                 if let Some(near) = &self.near {
                     let epoch = near.epoch();
-                    near.insert(key, value.into(), Duration::from_secs(ttl_secs), epoch);
+                    near.insert(key, value, Duration::from_secs(ttl_secs), epoch);
                 }
             }
-            Err(e) => self.failed("SET", &e),
+            Err(e) => {
+                permit.failure();
+                self.failed("SET", &e);
+            }
         }
     }
 

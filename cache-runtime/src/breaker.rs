@@ -1,0 +1,177 @@
+//! The circuit breaker: after a run of backend failures, stop calling Redis for a cool-down,
+//! then let one probe through; its success closes the circuit again.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::throttle::now_ms;
+
+/// What the breaker of the current backend is doing; see [`stats`](crate::stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Circuit {
+    /// Calls go to the backend.
+    #[default]
+    Closed,
+    /// The backend failed repeatedly; calls skip it until the cool-down ends.
+    Open,
+    /// The cool-down ended and one probe call is finding out whether the backend is back.
+    HalfOpen,
+}
+
+pub(crate) struct Breaker {
+    threshold: u32,
+    cooldown_ms: u64,
+    failures: AtomicU32,
+    /// 0 while closed; otherwise when (in `now_ms`) the next probe may go.
+    open_until: AtomicU64,
+    probing: AtomicBool,
+}
+
+/// Leave to call the backend. A probe that is dropped without a verdict (its call was
+/// cancelled or panicked) counts as a failure, so the breaker can never stay half-open.
+pub(crate) struct Permit<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+    settled: bool,
+}
+
+impl Breaker {
+    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cooldown_ms: cooldown.as_millis() as u64,
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    /// `None` while open: the caller skips the backend. Costs one atomic load while closed.
+    pub(crate) fn permit(&self) -> Option<Permit<'_>> {
+        let until = self.open_until.load(Ordering::Acquire);
+        let probe = until != 0;
+        if probe
+            && (now_ms() < until
+                || self
+                    .probing
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err())
+        {
+            return None;
+        }
+        Some(Permit {
+            breaker: self,
+            probe,
+            settled: false,
+        })
+    }
+
+    pub(crate) fn state(&self) -> Circuit {
+        match self.open_until.load(Ordering::Acquire) {
+            0 => Circuit::Closed,
+            _ if self.probing.load(Ordering::Acquire) => Circuit::HalfOpen,
+            _ => Circuit::Open,
+        }
+    }
+
+    fn succeeded(&self, probe: bool) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        if probe {
+            self.open_until.store(0, Ordering::Release);
+            self.probing.store(false, Ordering::Release);
+            tracing::info!("redis answers again: circuit closed, caching resumed");
+        }
+    }
+
+    fn failed(&self, probe: bool) {
+        if probe {
+            self.open_until
+                .store(now_ms() + self.cooldown_ms, Ordering::Release);
+            self.probing.store(false, Ordering::Release);
+            tracing::debug!("probe failed: circuit stays open");
+            return;
+        }
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= self.threshold
+            && self
+                .open_until
+                .compare_exchange(
+                    0,
+                    now_ms() + self.cooldown_ms,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+        {
+            crate::stats::bump(&crate::stats::COUNTERS.circuit_trips);
+            tracing::warn!(
+                failures,
+                cooldown_ms = self.cooldown_ms,
+                "redis failed {failures} times in a row: circuit open, calls skip the cache"
+            );
+        }
+    }
+}
+
+impl Permit<'_> {
+    pub(crate) fn success(mut self) {
+        self.settled = true;
+        self.breaker.succeeded(self.probe);
+    }
+
+    pub(crate) fn failure(mut self) {
+        self.settled = true;
+        self.breaker.failed(self.probe);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.settled && self.probe {
+            self.breaker.failed(true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_the_threshold_then_probes_once_then_closes() {
+        let b = Breaker::new(3, Duration::from_millis(30));
+        for _ in 0..2 {
+            b.permit().unwrap().failure();
+        }
+        assert_eq!(b.state(), Circuit::Closed);
+        b.permit().unwrap().success();
+        for _ in 0..2 {
+            b.permit().unwrap().failure();
+        }
+        assert_eq!(b.state(), Circuit::Closed, "a success resets the run");
+        b.permit().unwrap().failure();
+        assert_eq!(b.state(), Circuit::Open);
+        assert!(b.permit().is_none(), "open: no calls");
+        std::thread::sleep(Duration::from_millis(40));
+        let probe = b.permit().expect("one probe after the cool-down");
+        assert!(b.permit().is_none(), "only one probe");
+        assert_eq!(b.state(), Circuit::HalfOpen);
+        probe.failure();
+        assert_eq!(b.state(), Circuit::Open);
+        std::thread::sleep(Duration::from_millis(40));
+        b.permit().unwrap().success();
+        assert_eq!(b.state(), Circuit::Closed);
+        assert!(b.permit().is_some());
+    }
+
+    #[test]
+    fn an_abandoned_probe_reopens() {
+        let b = Breaker::new(1, Duration::from_millis(10));
+        b.permit().unwrap().failure();
+        std::thread::sleep(Duration::from_millis(20));
+        drop(b.permit().unwrap());
+        assert_eq!(b.state(), Circuit::Open);
+    }
+}
