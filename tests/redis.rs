@@ -455,3 +455,27 @@ async fn the_circuit_opens_after_failures_and_closes_when_redis_returns() {
     correct_product(2).await;
     assert!(is_hit(2).await, "caching resumed");
 }
+
+#[cache_runtime::cache(expire = 100, jitter = 0.5, namespace = "jitter")]
+async fn jittered(n: u32) -> u32 {
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitter_spreads_ttls_below_expire() {
+    let f = redis().await;
+    let mut admin = f.server.client().await;
+    for n in 0..40 {
+        jittered(n).await;
+    }
+    let mut ttls = Vec::new();
+    for key in keys(&mut admin, "cache:jitter:*").await {
+        let ttl: i64 = admin.ttl(&key).await.unwrap();
+        ttls.push(ttl);
+    }
+    assert_eq!(ttls.len(), 40);
+    assert!(ttls.iter().all(|t| (49..=100).contains(t)), "{ttls:?}");
+    ttls.sort();
+    ttls.dedup();
+    assert!(ttls.len() > 5, "spread: {ttls:?}");
+}

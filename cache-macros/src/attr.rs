@@ -11,13 +11,17 @@ use syn::{token, Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Token, UnOp};
 /// The TTL used when `expire` is not given.
 pub(crate) const DEFAULT_EXPIRE: u64 = 60;
 
-const ARGUMENTS: [&str; 6] = [
+const ARGUMENTS: [&str; 10] = [
     "expire",
     "namespace",
     "key",
     "key_builder",
     "skip",
     "returns",
+    "lock",
+    "jitter",
+    "refresh",
+    "stale_if_error",
 ];
 
 /// The arguments of one `#[cache(...)]` attribute. Every field is optional.
@@ -33,6 +37,14 @@ pub(crate) struct CacheArgs {
     pub(crate) skip: Vec<Ident>,
     /// `returns = "value" | "result" | "option"`.
     pub(crate) returns: Option<Mode>,
+    /// `lock = true`: a cross-process lock in Redis around a miss.
+    pub(crate) lock: bool,
+    /// `jitter = 0.1`: the TTL is shortened by a random fraction up to this.
+    pub(crate) jitter: Option<f64>,
+    /// `refresh = N`: a hit with at most N seconds left is recomputed by one caller.
+    pub(crate) refresh: Option<u64>,
+    /// `stale_if_error = N`: a copy outlives the TTL by N seconds, served when the body fails.
+    pub(crate) stale_if_error: Option<u64>,
 }
 
 /// Where the cache key comes from when the arguments are not hashed.
@@ -111,6 +123,12 @@ impl Parse for CacheArgs {
                 "key_builder" => args.key = Some(Key::Builder(Box::new(input.parse()?))),
                 "skip" => args.skip = parse_skip(input)?,
                 "returns" => args.returns = Some(parse_returns(&input.parse()?)?),
+                "lock" => args.lock = parse_bool(&input.parse()?, "lock")?,
+                "jitter" => args.jitter = Some(parse_jitter(&input.parse()?)?),
+                "refresh" => args.refresh = Some(parse_seconds(&input.parse()?, "refresh")?),
+                "stale_if_error" => {
+                    args.stale_if_error = Some(parse_seconds(&input.parse()?, "stale_if_error")?)
+                }
                 _ => return Err(unknown_argument(&name)),
             }
 
@@ -131,13 +149,44 @@ fn unknown_argument(name: &Ident) -> syn::Error {
         name.span(),
         format!(
             "unknown `cache` argument `{name}`; expected one of `expire`, `namespace`, `key`, \
-             `key_builder`, `skip`, `returns`"
+             `key_builder`, `skip`, `returns`, `lock`, `jitter`, `refresh`, `stale_if_error`"
         ),
     )
 }
 
 fn parse_expire(value: &Expr) -> syn::Result<u64> {
-    const NOT_WHOLE: &str = "`expire` must be a whole number of seconds, like `expire = 60`";
+    parse_seconds(value, "expire")
+}
+
+fn parse_bool(value: &Expr, argument: &str) -> syn::Result<bool> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(b.value),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("`{argument}` must be `true` or `false`"),
+        )),
+    }
+}
+
+fn parse_jitter(value: &Expr) -> syn::Result<f64> {
+    const RANGE: &str =
+        "`jitter` must be a fraction of the TTL above 0 and below 1, like `jitter = 0.1`";
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => match f.base10_parse::<f64>() {
+            Ok(x) if x > 0.0 && x < 1.0 => Ok(x),
+            _ => Err(syn::Error::new(f.span(), RANGE)),
+        },
+        _ => Err(syn::Error::new_spanned(value, RANGE)),
+    }
+}
+
+fn parse_seconds(value: &Expr, argument: &str) -> syn::Result<u64> {
+    let not_whole =
+        format!("`{argument}` must be a whole number of seconds, like `{argument} = 60`");
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Int(int), ..
@@ -145,13 +194,13 @@ fn parse_expire(value: &Expr) -> syn::Result<u64> {
             let seconds = int.base10_parse::<u64>().map_err(|_| {
                 syn::Error::new(
                     int.span(),
-                    "`expire` is too large; it must fit in a `u64` number of seconds",
+                    format!("`{argument}` is too large; it must fit in a `u64` number of seconds"),
                 )
             })?;
             if seconds == 0 {
                 return Err(syn::Error::new(
                     int.span(),
-                    "`expire` must be at least 1 second",
+                    format!("`{argument}` must be at least 1 second"),
                 ));
             }
             Ok(seconds)
@@ -170,10 +219,10 @@ fn parse_expire(value: &Expr) -> syn::Result<u64> {
         {
             Err(syn::Error::new_spanned(
                 value,
-                "`expire` must be at least 1 second",
+                format!("`{argument}` must be at least 1 second"),
             ))
         }
-        _ => Err(syn::Error::new_spanned(value, NOT_WHOLE)),
+        _ => Err(syn::Error::new_spanned(value, not_whole)),
     }
 }
 
@@ -472,11 +521,39 @@ mod tests {
     }
 
     #[test]
+    fn resilience_options() {
+        let args = parse("lock = true, jitter = 0.25, refresh = 10, stale_if_error = 300");
+        assert!(args.lock);
+        assert_eq!(args.jitter, Some(0.25));
+        assert_eq!(args.refresh, Some(10));
+        assert_eq!(args.stale_if_error, Some(300));
+        assert!(!parse("lock = false").lock);
+        assert_eq!(error("lock = 1"), "`lock` must be `true` or `false`");
+        for bad in [
+            "jitter = 1.5",
+            "jitter = 0.0",
+            "jitter = 1",
+            "jitter = \"0.1\"",
+        ] {
+            assert_eq!(
+                error(bad),
+                "`jitter` must be a fraction of the TTL above 0 and below 1, like `jitter = 0.1`",
+                "{bad}"
+            );
+        }
+        assert_eq!(error("refresh = 0"), "`refresh` must be at least 1 second");
+        assert_eq!(
+            error("stale_if_error = x"),
+            "`stale_if_error` must be a whole number of seconds, like `stale_if_error = 60`"
+        );
+    }
+
+    #[test]
     fn argument_errors() {
         assert_eq!(
             error("ttl = 5"),
             "unknown `cache` argument `ttl`; expected one of `expire`, `namespace`, `key`, \
-             `key_builder`, `skip`, `returns`"
+             `key_builder`, `skip`, `returns`, `lock`, `jitter`, `refresh`, `stale_if_error`"
         );
         assert_eq!(
             error("expire = 5, expire = 6"),

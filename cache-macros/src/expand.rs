@@ -389,7 +389,21 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
     errors.finish()?;
 
     let function = sig.ident.unraw().to_string();
-    let namespace = args.namespace.unwrap_or_default();
+    let namespace = args.namespace.clone().unwrap_or_default();
+    // Only what the attribute sets is spelled out; the runtime's defaults fill in the rest.
+    let mut options = Vec::new();
+    if args.lock {
+        options.push(quote!(lock: true,));
+    }
+    if let Some(jitter) = args.jitter {
+        options.push(quote!(jitter: #jitter,));
+    }
+    if let Some(refresh) = args.refresh {
+        options.push(quote!(refresh: #refresh,));
+    }
+    if let Some(stale) = args.stale_if_error {
+        options.push(quote!(stale_if_error: #stale,));
+    }
     let expire = LitInt::new(
         &format!("{}u64", args.expire.unwrap_or(DEFAULT_EXPIRE)),
         Span::call_site(),
@@ -433,7 +447,9 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
             ::cache_runtime::__private::Spec {
                 function: ::core::concat!(::core::module_path!(), "::", #function),
                 namespace: #namespace,
-                expire: #expire,
+                                expire: #expire,
+                #(#options)*
+                ..::cache_runtime::__private::Spec::DEFAULT
             };
         #ticket
         #call
@@ -489,6 +505,7 @@ mod tests {
                         function: ::core::concat!(::core::module_path!(), "::", "add"),
                         namespace: "catalog",
                         expire: 300u64,
+                        ..::cache_runtime::__private::Spec::DEFAULT
                     };
                 let __cache_ticket = ::cache_runtime::__private::hashed(
                     &__CACHE_SPEC,
@@ -529,6 +546,7 @@ mod tests {
                         function: ::core::concat!(::core::module_path!(), "::", "tick"),
                         namespace: "",
                         expire: 60u64,
+                        ..::cache_runtime::__private::Spec::DEFAULT
                     };
                 let __cache_ticket =
                     ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[]);

@@ -46,6 +46,10 @@ mod expand;
 /// | `key_builder` | `key_builder = \|id: &u64\| format!("p{id}")` | A closure or function path that builds the key from the (unskipped) arguments; its result must implement `Display`. |
 /// | `skip` | `skip = [db, self]` | Arguments left out of the key (and not passed to `key_builder`). |
 /// | `returns` | `returns = "value"` | `"value"`, `"result"` or `"option"`: overrides what the return type says (see below). |
+/// | `lock` | `lock = true` | A cross-process lock in Redis around a miss: N processes missing one key run the body once. |
+/// | `jitter` | `jitter = 0.1` | Shortens each entry's TTL by a random fraction of up to this (above 0, below 1). |
+/// | `refresh` | `refresh = 10` | A hit with at most this many seconds left is recomputed by one caller; the others keep the cached value. |
+/// | `stale_if_error` | `stale_if_error = 300` | A copy outlives the TTL by this many seconds and is served when the body returns `Err` or panics. |
 ///
 /// `key` and `key_builder` cannot be used together.
 ///

@@ -38,6 +38,7 @@ pub struct CacheConfig {
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cooldown: Duration,
     pub(crate) max_value_size: usize,
+    pub(crate) lock_timeout: Duration,
     pub(crate) max_capacity: u64,
     pub(crate) local_cache: Option<u64>,
     pub(crate) clock_skew: Duration,
@@ -55,6 +56,7 @@ impl CacheConfig {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(1),
             max_value_size: 1 << 20,
+            lock_timeout: Duration::from_secs(10),
             max_capacity: 10_000,
             local_cache: None,
             clock_skew: Duration::from_secs(10),
@@ -139,6 +141,14 @@ impl CacheConfig {
         self
     }
 
+    /// For functions with `lock = true`: how long one process may hold the lock of a key while
+    /// it computes the value, and how long the others wait for it before they compute it
+    /// themselves (default 10 s).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
     /// Values whose encoding is larger than this many bytes are not stored (default 1 MiB);
     /// the function still returns them, and the first such value of each key is logged.
     pub fn max_value_size(mut self, bytes: usize) -> Self {
@@ -202,6 +212,9 @@ impl CacheConfig {
         }
         if self.max_capacity == 0 {
             return invalid("max_capacity must be at least 1".into());
+        }
+        if self.lock_timeout.is_zero() {
+            return invalid("lock_timeout must be greater than zero".into());
         }
         if self.breaker_threshold == 0 {
             return invalid("breaker_threshold must be at least 1".into());

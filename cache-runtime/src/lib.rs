@@ -109,6 +109,19 @@ pub fn set_enabled(enabled: bool) {
     );
 }
 
+/// A random number (lock tokens, seeds): the standard library's randomly keyed hasher over the
+/// time, so no dependency is needed for what needs no cryptographic quality.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
 /// Whether caching is on; see [`set_enabled`].
 pub fn is_enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)

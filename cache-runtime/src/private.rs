@@ -4,13 +4,18 @@
 use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::backend::redis::Locked;
 use crate::backend::{self, AnyStore, Backend, Fetch, Store};
-use crate::flight::{self, Join};
+use crate::flight::{self, Join, Lead};
 use crate::stats::{bump, COUNTERS};
 use crate::throttle::Throttle;
 use crate::{codec, key};
@@ -18,6 +23,7 @@ use crate::{codec, key};
 static UNHASHABLE: Throttle = Throttle::new();
 static UNDECODABLE: Throttle = Throttle::new();
 static UNENCODABLE: Throttle = Throttle::new();
+static STALE: Throttle = Throttle::new();
 
 /// What the attribute said, fixed at compile time.
 #[derive(Debug)]
@@ -28,13 +34,61 @@ pub struct Spec {
     pub namespace: &'static str,
     /// TTL in seconds.
     pub expire: u64,
+    /// A cross-process lock in Redis around a miss.
+    pub lock: bool,
+    /// The TTL is shortened by a random fraction of up to this (0: never).
+    pub jitter: f64,
+    /// A hit with at most this many seconds left is recomputed by one caller (0: never).
+    pub refresh: u64,
+    /// A copy outlives the TTL by this many seconds and is served when the body fails.
+    pub stale_if_error: u64,
+}
+
+impl Spec {
+    /// What the attribute does not set.
+    pub const DEFAULT: Spec = Spec {
+        function: "",
+        namespace: "",
+        expire: 60,
+        lock: false,
+        jitter: 0.0,
+        refresh: 0,
+        stale_if_error: 0,
+    };
+
+    /// The TTL of a new entry in the store: `expire`, less its jitter, plus the stale window.
+    fn store_ttl(&self) -> u64 {
+        let cut = if self.jitter > 0.0 {
+            (self.expire as f64 * self.jitter * random_fraction()) as u64
+        } else {
+            0
+        };
+        (self.expire - cut.min(self.expire - 1)) + self.stale_if_error
+    }
+}
+
+/// A uniform fraction in [0, 1) from a per-thread xorshift generator: jitter needs spread,
+/// not cryptographic quality.
+fn random_fraction() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(crate::random_u64() | 1);
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
 }
 
 /// One call's key, bound to the backend that was current when the call started.
 pub struct Ticket {
     backend: Arc<Backend>,
     key: String,
-    expire: u64,
+    spec: &'static Spec,
 }
 
 pub use crate::key::Arg;
@@ -70,11 +124,7 @@ pub fn hashed_typed(
 ) -> Option<Ticket> {
     let backend = current()?;
     match key::hashed(&backend.prefix, spec.namespace, spec.function, types, args) {
-        Ok(key) => Some(Ticket {
-            backend,
-            key,
-            expire: spec.expire,
-        }),
+        Ok(key) => Some(Ticket { backend, key, spec }),
         Err(e) => {
             bump(&COUNTERS.bypassed);
             if let Some(suppressed) = UNHASHABLE.allow() {
@@ -93,11 +143,7 @@ pub fn hashed_typed(
 pub fn keyed(spec: &'static Spec, key: impl Display) -> Option<Ticket> {
     let backend = current()?;
     let key = key::explicit(&backend.prefix, spec.namespace, key);
-    Some(Ticket {
-        backend,
-        key,
-        expire: spec.expire,
-    })
+    Some(Ticket { backend, key, spec })
 }
 
 fn current() -> Option<Arc<Backend>> {
@@ -110,7 +156,8 @@ fn current() -> Option<Arc<Backend>> {
 
 /// What a lookup found.
 enum Lookup<T> {
-    Hit(T),
+    /// The value and, when asked for, the time the entry has left.
+    Hit(T, Option<Duration>),
     /// Absent: the result is to be stored.
     Miss,
     /// The store could not be asked: the result is not stored either.
@@ -123,6 +170,10 @@ trait Outcome {
     type Value: Serialize + DeserializeOwned;
     fn cacheable(&self) -> Option<&Self::Value>;
     fn from_value(value: Self::Value) -> Self;
+    /// Whether the body failed, so that a stale copy is better (`Err`).
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 /// A plain value, stored whole.
@@ -146,6 +197,9 @@ impl<T: Serialize + DeserializeOwned, E> Outcome for Result<T, E> {
     fn from_value(value: T) -> Self {
         Ok(value)
     }
+    fn failed(&self) -> bool {
+        self.is_err()
+    }
 }
 
 impl<T: Serialize + DeserializeOwned> Outcome for Option<T> {
@@ -163,19 +217,19 @@ impl<T: Serialize + DeserializeOwned> Outcome for Option<T> {
 const MAX_FOLLOWS: usize = 3;
 
 impl Ticket {
-    async fn lookup<T: DeserializeOwned>(&self) -> Lookup<T> {
+    async fn lookup<T: DeserializeOwned>(&self, want_ttl: bool) -> Lookup<T> {
         match &self.backend.store {
-            AnyStore::Redis(s) => self.decode(s.get(&self.key).await),
-            AnyStore::Memory(s) => self.decode(s.get(&self.key).await),
+            AnyStore::Redis(s) => self.decode(s.get(&self.key, want_ttl).await),
+            AnyStore::Memory(s) => self.decode(s.get(&self.key, want_ttl).await),
         }
     }
 
     fn decode<T: DeserializeOwned, B: AsRef<[u8]>>(&self, fetched: Fetch<B>) -> Lookup<T> {
         match fetched {
-            Fetch::Hit(bytes) => match codec::decode(bytes.as_ref()) {
+            Fetch::Hit(bytes, left) => match codec::decode(bytes.as_ref()) {
                 Ok(value) => {
                     bump(&COUNTERS.hits);
-                    Lookup::Hit(value)
+                    Lookup::Hit(value, left)
                 }
                 Err(e) => {
                     bump(&COUNTERS.decode_failures);
@@ -215,8 +269,8 @@ impl Ticket {
             return;
         }
         match &self.backend.store {
-            AnyStore::Redis(s) => s.set(&self.key, bytes, self.expire).await,
-            AnyStore::Memory(s) => s.set(&self.key, bytes, self.expire).await,
+            AnyStore::Redis(s) => s.set(&self.key, bytes, self.spec.store_ttl()).await,
+            AnyStore::Memory(s) => s.set(&self.key, bytes, self.spec.store_ttl()).await,
         }
     }
 
@@ -224,11 +278,30 @@ impl Ticket {
     /// per key runs its body, stores the result and shares it with the callers that missed
     /// meanwhile.
     async fn run<O: Outcome, F: Future<Output = O>>(self, body: F) -> O {
-        let lookup = self.lookup::<O::Value>().await;
-        let store = match lookup {
-            Lookup::Hit(value) => return O::from_value(value),
-            Lookup::Miss => true,
-            Lookup::Unavailable => false,
+        let spec = self.spec;
+        let stale_window = Duration::from_secs(spec.stale_if_error);
+        let want_ttl = spec.refresh > 0 || spec.stale_if_error > 0;
+        let (store, stale) = match self.lookup::<O::Value>(want_ttl).await {
+            Lookup::Hit(value, left) => {
+                // The store's TTL includes the stale window; what is left of the real TTL:
+                let fresh = left.map(|left| left.saturating_sub(stale_window));
+                match fresh {
+                    Some(Duration::ZERO) if spec.stale_if_error > 0 => (true, Some(value)),
+                    Some(fresh) if fresh <= Duration::from_secs(spec.refresh) => {
+                        // Near expiry: one caller recomputes, the others keep the copy.
+                        match self.backend.flights.join(&self.key) {
+                            Join::Lead(lead) => {
+                                bump(&COUNTERS.refreshes);
+                                return self.compute(Some(lead), body, true, Some(value)).await;
+                            }
+                            Join::Follow(_) => return O::from_value(value),
+                        }
+                    }
+                    _ => return O::from_value(value),
+                }
+            }
+            Lookup::Miss => (true, None),
+            Lookup::Unavailable => (false, None),
         };
         let mut lead = None;
         for _ in 0..MAX_FOLLOWS {
@@ -247,10 +320,64 @@ impl Ticket {
                 }
             }
         }
-        let outcome = body.await;
+        self.compute(lead, body, store, stale).await
+    }
+
+    /// Runs the body (under the cross-process lock, when asked for), stores and shares its
+    /// result; with a stale copy, a failing body (an `Err`, a panic) gets the copy instead.
+    async fn compute<O: Outcome, F: Future<Output = O>>(
+        &self,
+        lead: Option<Lead<'_>>,
+        body: F,
+        store: bool,
+        stale: Option<O::Value>,
+    ) -> O {
+        let mut lock = None;
+        if let (true, true, AnyStore::Redis(redis)) = (store, self.spec.lock, &self.backend.store) {
+            match redis.lock(&self.key).await {
+                Locked::Acquired(token) => lock = Some((redis, token)),
+                Locked::Held => {
+                    // Another process computes it: wait for its value, then fail open.
+                    if let Some(bytes) = redis.wait_for(&self.key).await {
+                        if let Ok(value) = codec::decode(&bytes) {
+                            bump(&COUNTERS.coalesced);
+                            if let Some(lead) = lead {
+                                lead.land(Some(bytes.into()));
+                            }
+                            return O::from_value(value);
+                        }
+                    }
+                }
+                Locked::Unavailable => {}
+            }
+        }
+        let outcome = match stale {
+            None => body.await,
+            Some(stale) => match AssertUnwindSafe(body).catch_unwind().await {
+                Ok(outcome) if !outcome.failed() => outcome,
+                failed => {
+                    bump(&COUNTERS.stale_served);
+                    if let Some(suppressed) = STALE.allow() {
+                        let why = if failed.is_err() {
+                            "panicked"
+                        } else {
+                            "returned an error"
+                        };
+                        tracing::warn!(suppressed, key = %self.key, "the body {why}; serving the stale copy");
+                    }
+                    if let Some((redis, token)) = lock {
+                        redis.unlock(&self.key, &token).await;
+                    }
+                    return O::from_value(stale);
+                }
+            },
+        };
         let bytes = outcome.cacheable().and_then(|value| self.encode(value));
         if let (true, Some(bytes)) = (store, &bytes) {
             self.store(Arc::clone(bytes)).await;
+        }
+        if let Some((redis, token)) = lock {
+            redis.unlock(&self.key, &token).await;
         }
         if let Some(lead) = lead {
             lead.land(bytes);

@@ -24,6 +24,10 @@ pub struct Stats {
     /// Calls that waited for another caller's run of the same key instead of running the body
     /// (single-flight).
     pub coalesced: u64,
+    /// Calls that got a stale copy because the body failed (`stale_if_error`).
+    pub stale_served: u64,
+    /// Hits near expiry that recomputed the entry (`refresh`).
+    pub refreshes: u64,
     /// Calls that skipped Redis because the circuit was open.
     pub skipped_open: u64,
     /// How many times the circuit opened.
@@ -42,6 +46,8 @@ pub(crate) struct Counters {
     pub(crate) errors: AtomicU64,
     pub(crate) decode_failures: AtomicU64,
     pub(crate) coalesced: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
     pub(crate) skipped_open: AtomicU64,
     pub(crate) circuit_trips: AtomicU64,
 }
@@ -54,6 +60,8 @@ pub(crate) static COUNTERS: Counters = Counters {
     errors: AtomicU64::new(0),
     decode_failures: AtomicU64::new(0),
     coalesced: AtomicU64::new(0),
+    stale_served: AtomicU64::new(0),
+    refreshes: AtomicU64::new(0),
     skipped_open: AtomicU64::new(0),
     circuit_trips: AtomicU64::new(0),
 };
@@ -78,6 +86,8 @@ pub fn stats() -> Stats {
         errors: c.errors.load(Ordering::Relaxed),
         decode_failures: c.decode_failures.load(Ordering::Relaxed),
         coalesced: c.coalesced.load(Ordering::Relaxed),
+        stale_served: c.stale_served.load(Ordering::Relaxed),
+        refreshes: c.refreshes.load(Ordering::Relaxed),
         skipped_open: c.skipped_open.load(Ordering::Relaxed),
         circuit_trips: c.circuit_trips.load(Ordering::Relaxed),
         circuit: crate::backend::current().map_or(Circuit::Closed, |b| b.circuit()),

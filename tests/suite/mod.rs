@@ -554,7 +554,9 @@ macro_rules! suite_cases {
             concurrent_misses_of_one_key_run_the_body_once,
             a_panicking_leader_does_not_strand_the_others,
             caching_can_be_switched_off_and_on,
-            oversized_values_are_not_stored
+            oversized_values_are_not_stored,
+            entries_near_expiry_are_refreshed_by_one_caller,
+            a_stale_copy_is_served_when_the_body_fails
         );
         #[tokio::test(flavor = "current_thread")]
         async fn busy_callers_do_not_starve_other_tasks() {
@@ -712,4 +714,84 @@ pub async fn oversized_values_are_not_stored() {
         let (_, runs) = counting(19, generic_len(vec![arg.clone(), arg])).await;
         assert_eq!(runs, 0, "a hit, whatever the argument");
     }
+}
+
+#[cache(expire = 3, refresh = 2, namespace = "refresh")]
+pub async fn refreshed(n: u32) -> usize {
+    let run = RUNS.0[26].fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run + usize::try_from(n).unwrap()
+}
+
+/// `refresh = N`: a hit with at most N seconds left is recomputed by one caller while the
+/// others keep getting the cached value.
+pub async fn entries_near_expiry_are_refreshed_by_one_caller() {
+    let first = refreshed(0).await;
+    assert_eq!(refreshed(0).await, first, "a fresh hit");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = RUNS.get(26);
+    let refresher = tokio::spawn(refreshed(0));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        assert_eq!(
+            refreshed(0).await,
+            first,
+            "the others keep the cached value"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "they did not wait for the refresh"
+    );
+    let fresh = refresher.await.unwrap();
+    assert_ne!(fresh, first, "the refresher got a recomputed value");
+    assert_eq!(RUNS.get(26) - before, 1, "one refresh");
+    assert_eq!(refreshed(0).await, fresh, "and stored it");
+}
+
+static FAIL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+#[cache(expire = 1, stale_if_error = 60, namespace = "stale")]
+pub async fn flaky(n: u32) -> Result<String, String> {
+    let run = RUNS.0[27].fetch_add(1, Ordering::SeqCst);
+    match FAIL.load(Ordering::SeqCst) {
+        0 => Ok(format!("{n}:{run}")),
+        1 => Err("database down".into()),
+        _ => panic!("database exploded"),
+    }
+}
+
+/// `stale_if_error = N`: a copy outlives the TTL by N seconds and is served when the body
+/// fails (an `Err` or a panic).
+pub async fn a_stale_copy_is_served_when_the_body_fails() {
+    FAIL.store(0, Ordering::SeqCst);
+    let good = flaky(1).await.unwrap();
+    assert_eq!(flaky(1).await.unwrap(), good, "a hit");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    FAIL.store(1, Ordering::SeqCst);
+    assert_eq!(
+        flaky(1).await,
+        Ok(good.clone()),
+        "an Err gets the stale copy"
+    );
+    FAIL.store(2, Ordering::SeqCst);
+    assert_eq!(flaky(1).await, Ok(good.clone()), "so does a panic");
+    assert!(cache_runtime::stats().stale_served >= 2);
+    FAIL.store(1, Ordering::SeqCst);
+    assert!(
+        flaky(2).await.is_err(),
+        "without a copy the error is the caller's"
+    );
+    FAIL.store(0, Ordering::SeqCst);
+    let fresh = flaky(1).await.unwrap();
+    assert_ne!(
+        fresh, good,
+        "a stale copy is recomputed when the body works"
+    );
+    assert_eq!(
+        flaky(1).await.unwrap(),
+        fresh,
+        "and the new value is stored"
+    );
 }

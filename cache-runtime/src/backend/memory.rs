@@ -15,6 +15,7 @@ use crate::CacheError;
 struct Entry {
     bytes: Arc<[u8]>,
     ttl: Duration,
+    expires_at: Instant,
 }
 
 /// Gives each entry the TTL it was stored with, like `SET .. EX` does in Redis.
@@ -53,13 +54,24 @@ impl MemoryStore {
         }
     }
 
-    /// The bytes under `key`, without touching the task budget.
-    pub(crate) fn lookup(&self, key: &str) -> Option<Arc<[u8]>> {
-        self.cache.get(key).map(|entry| entry.bytes)
+    /// The bytes under `key` and the time they have left, without touching the task budget.
+    pub(crate) fn lookup(&self, key: &str) -> Option<(Arc<[u8]>, Duration)> {
+        self.cache.get(key).map(|entry| {
+            let left = entry.expires_at.saturating_duration_since(Instant::now());
+            (entry.bytes, left)
+        })
     }
 
     pub(crate) fn insert(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration) {
-        self.cache.insert(Arc::from(key), Entry { bytes, ttl });
+        let expires_at = Instant::now() + ttl;
+        self.cache.insert(
+            Arc::from(key),
+            Entry {
+                bytes,
+                ttl,
+                expires_at,
+            },
+        );
     }
 
     /// Removes every entry whose key starts with `start` (or is `start`, when `exact`);
@@ -90,12 +102,12 @@ impl MemoryStore {
 impl Store for MemoryStore {
     type Bytes = Arc<[u8]>;
 
-    async fn get(&self, key: &str) -> Fetch<Arc<[u8]>> {
+    async fn get(&self, key: &str, _want_ttl: bool) -> Fetch<Arc<[u8]>> {
         let found = self.lookup(key);
         // A memory hit does no I/O: spend the task's budget so busy callers still yield.
         tokio::task::coop::consume_budget().await;
         match found {
-            Some(bytes) => Fetch::Hit(bytes),
+            Some((bytes, left)) => Fetch::Hit(bytes, Some(left)),
             None => Fetch::Miss,
         }
     }

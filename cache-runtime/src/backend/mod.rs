@@ -7,6 +7,7 @@ pub(crate) mod redis;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
@@ -16,7 +17,8 @@ use crate::CacheError;
 /// The result of a lookup on the hot path. Errors are already logged and counted by the
 /// store, because the caller's only choice is to run the body.
 pub(crate) enum Fetch<B> {
-    Hit(B),
+    /// The bytes, and the time the entry has left when the caller asked for it.
+    Hit(B, Option<Duration>),
     Miss,
     /// The store could not be asked (unreachable, timed out, answered an error).
     Unavailable,
@@ -27,7 +29,8 @@ pub(crate) trait Store: Send + Sync {
     /// The stored bytes, borrowed or owned, whichever the store hands out cheaply.
     type Bytes: AsRef<[u8]> + Send;
 
-    fn get(&self, key: &str) -> impl Future<Output = Fetch<Self::Bytes>> + Send;
+    /// The entry under `key`; with `want_ttl`, also the time it has left.
+    fn get(&self, key: &str, want_ttl: bool) -> impl Future<Output = Fetch<Self::Bytes>> + Send;
 
     /// Stores `value` for `ttl_secs`; failures are logged and swallowed (fail-open).
     fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64) -> impl Future<Output = ()> + Send;

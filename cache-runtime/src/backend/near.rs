@@ -41,17 +41,7 @@ pub(crate) fn message(start: &str, exact: bool) -> String {
 /// Tells this process's own messages apart.
 fn instance() -> u64 {
     static INSTANCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *INSTANCE.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.finish()
-    })
+    *INSTANCE.get_or_init(crate::random_u64)
 }
 
 impl Near {
@@ -64,7 +54,7 @@ impl Near {
         }
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+    pub(crate) fn get(&self, key: &str) -> Option<(Arc<[u8]>, Duration)> {
         if self.live.load(Ordering::Acquire) {
             self.entries.lookup(key)
         } else {

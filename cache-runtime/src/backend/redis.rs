@@ -19,6 +19,9 @@ use crate::stats::{bump, COUNTERS};
 use crate::throttle::Throttle;
 use crate::{key, CacheError};
 
+/// How often a caller waiting for another process's computation looks for its value.
+const LOCK_POLL: Duration = Duration::from_millis(20);
+
 /// How many keys one `SCAN` or `ZRANGE` step asks for and one `UNLINK` removes.
 const SCAN_BATCH: usize = 1000;
 
@@ -38,6 +41,8 @@ pub(crate) struct RedisStore {
     /// How long a namespace index keeps a member past its expiry: slack for clocks that
     /// differ between the processes writing it.
     grace_secs: u64,
+    /// How long a cross-process lock is held at most, and waited for.
+    lock_timeout: Duration,
     near: Option<Arc<Near>>,
     /// Where invalidations are published: `{prefix}:invalidate`.
     channel: String,
@@ -95,6 +100,7 @@ impl RedisStore {
             reconnecting: tokio::sync::Mutex::new(()),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             grace_secs: config.clock_skew.as_secs_f64().ceil() as u64,
+            lock_timeout: config.lock_timeout,
             near,
             channel: near::channel(&config.prefix),
             listener,
@@ -214,11 +220,39 @@ fn index_of<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
     (namespace_len > 0).then(|| &key[..prefix.len() + 1 + namespace_len])
 }
 
-/// Whether a key under the prefix is an entry (and not a namespace index).
+/// Whether a key under the prefix is an entry: not a namespace index (`{prefix}:{ns}`), nor
+/// a lock (`{prefix}:{ns}::lock:{key}`: a key segment starting with `:` is the crate's own).
 fn is_entry(prefix: &[u8], key: &[u8]) -> bool {
-    key.get(prefix.len() + 1..)
-        .is_some_and(|rest| rest.contains(&b':'))
+    let Some(rest) = key.get(prefix.len() + 1..) else {
+        return false;
+    };
+    match rest.iter().position(|&b| b == b':') {
+        Some(colon) => rest.get(colon + 1) != Some(&b':'),
+        None => false,
+    }
 }
+
+/// The lock that guards the computation of `key` across processes.
+fn lock_of(prefix: &str, key: &str) -> String {
+    let head = key
+        .get(prefix.len() + 1..)
+        .and_then(|rest| rest.find(':'))
+        .map_or(key.len(), |colon| prefix.len() + 1 + colon + 1);
+    format!("{}:lock:{}", &key[..head], &key[head..])
+}
+
+/// The outcome of trying the cross-process lock of a key.
+pub(crate) enum Locked {
+    /// This caller computes the value; release with the token.
+    Acquired(String),
+    /// Another process computes it.
+    Held,
+    /// Redis could not be asked: compute without the lock.
+    Unavailable,
+}
+
+/// Deletes the lock only if it still holds this caller's token.
+const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
 
 /// Milliseconds since the Unix epoch, the score of an index member (its expiry).
 fn wall_ms() -> u64 {
@@ -228,6 +262,85 @@ fn wall_ms() -> u64 {
 }
 
 impl RedisStore {
+    /// Tries to take the lock of `key` (`SET NX PX`, with a random token) for the lock timeout.
+    pub(crate) async fn lock(&self, key: &str) -> Locked {
+        let Some(permit) = self.breaker.permit() else {
+            return Locked::Unavailable;
+        };
+        let Some(mut conn) = self.connection().await else {
+            permit.failure();
+            return Locked::Unavailable;
+        };
+        let token = format!("{:016x}", crate::random_u64());
+        let reply: Result<Option<String>, RedisError> = redis::cmd("SET")
+            .arg(lock_of(&self.prefix, key))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.lock_timeout.as_millis() as u64)
+            .query_async(&mut conn)
+            .await;
+        match reply {
+            Ok(Some(_)) => {
+                permit.success();
+                Locked::Acquired(token)
+            }
+            Ok(None) => {
+                permit.success();
+                Locked::Held
+            }
+            Err(e) => {
+                permit.failure();
+                self.failed("SET NX", &e);
+                Locked::Unavailable
+            }
+        }
+    }
+
+    /// Releases a lock taken by [`lock`](Self::lock), if it is still ours.
+    pub(crate) async fn unlock(&self, key: &str, token: &str) {
+        let Some(mut conn) = self.connection().await else {
+            return;
+        };
+        let reply: Result<u64, RedisError> = redis::Script::new(UNLOCK)
+            .key(lock_of(&self.prefix, key))
+            .arg(token)
+            .invoke_async(&mut conn)
+            .await;
+        if let Err(e) = reply {
+            self.failed("unlock", &e);
+        }
+    }
+
+    /// Polls for the value another process is computing under the lock of `key`, for at most
+    /// the lock timeout; `None` when it did not come (then the caller computes it).
+    pub(crate) async fn wait_for(&self, key: &str) -> Option<Vec<u8>> {
+        let lock = lock_of(&self.prefix, key);
+        let deadline = tokio::time::Instant::now() + self.lock_timeout;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(LOCK_POLL).await;
+            let mut conn = self.connection().await?;
+            let reply: Result<(Option<Vec<u8>>, bool), RedisError> = redis::pipe()
+                .cmd("GET")
+                .arg(key)
+                .cmd("EXISTS")
+                .arg(&lock)
+                .query_async(&mut conn)
+                .await;
+            match reply {
+                Ok((Some(bytes), _)) => return Some(bytes),
+                // The owner gave up without a value (an error, a panic): compute it here.
+                Ok((None, false)) => return None,
+                Ok((None, true)) => {}
+                Err(e) => {
+                    self.failed("GET", &e);
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
     async fn clear_namespace(
         &self,
         conn: &mut deadpool_redis::Connection,
@@ -304,11 +417,11 @@ impl RedisStore {
 impl Store for RedisStore {
     type Bytes = RedisBytes;
 
-    async fn get(&self, key: &str) -> Fetch<RedisBytes> {
-        if let Some(bytes) = self.near.as_ref().and_then(|near| near.get(key)) {
+    async fn get(&self, key: &str, want_ttl: bool) -> Fetch<RedisBytes> {
+        if let Some((bytes, left)) = self.near.as_ref().and_then(|near| near.get(key)) {
             bump(&COUNTERS.local_hits);
             tokio::task::coop::consume_budget().await;
-            return Fetch::Hit(RedisBytes::Shared(bytes));
+            return Fetch::Hit(RedisBytes::Shared(bytes), Some(left));
         }
         let Some(permit) = self.breaker.permit() else {
             // Open circuit: no I/O happens, so spend budget to keep busy loops from starving.
@@ -321,12 +434,17 @@ impl Store for RedisStore {
             tokio::task::coop::consume_budget().await;
             return Fetch::Unavailable;
         };
-        let reply: Result<Option<Vec<u8>>, RedisError> = match &self.near {
-            None => redis::cmd("GET").arg(key).query_async(&mut conn).await,
-            Some(near) => {
-                // The remaining TTL comes in the same round trip, so a copy never outlives
-                // the entry.
-                let epoch = near.epoch();
+        let reply: Result<(Option<Vec<u8>>, Option<Duration>), RedisError> =
+            if self.near.is_none() && !want_ttl {
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .map(|bytes| (bytes, None))
+            } else {
+                // The remaining TTL comes in the same round trip, so a near-cache copy never
+                // outlives the entry.
+                let epoch = self.near.as_ref().map(|near| near.epoch());
                 let reply: Result<(Option<Vec<u8>>, i64), RedisError> = redis::pipe()
                     .cmd("GET")
                     .arg(key)
@@ -335,24 +453,21 @@ impl Store for RedisStore {
                     .query_async(&mut conn)
                     .await;
                 reply.map(|(bytes, pttl)| {
-                    if let (Some(bytes), Ok(ms)) = (&bytes, u64::try_from(pttl)) {
-                        near.insert(
-                            key,
-                            bytes.as_slice().into(),
-                            Duration::from_millis(ms),
-                            epoch,
-                        );
+                    let left = u64::try_from(pttl).ok().map(Duration::from_millis);
+                    if let (Some(near), Some(epoch), Some(bytes), Some(left)) =
+                        (&self.near, epoch, &bytes, left)
+                    {
+                        near.insert(key, bytes.as_slice().into(), left, epoch);
                     }
-                    bytes
+                    (bytes, left)
                 })
-            }
-        };
+            };
         match reply {
-            Ok(Some(bytes)) => {
+            Ok((Some(bytes), left)) => {
                 permit.success();
-                Fetch::Hit(RedisBytes::Owned(bytes))
+                Fetch::Hit(RedisBytes::Owned(bytes), left)
             }
-            Ok(None) => {
+            Ok((None, _)) => {
                 permit.success();
                 Fetch::Miss
             }
@@ -489,6 +604,13 @@ mod tests {
         assert!(is_entry(b"cache", b"cache:users:k"));
         assert!(is_entry(b"cache", b"cache::k"));
         assert!(!is_entry(b"cache", b"cache:users"));
+        assert_eq!(
+            lock_of("cache", "cache:users:f:abc"),
+            "cache:users::lock:f:abc"
+        );
+        assert_eq!(lock_of("cache", "cache::m::f:abc"), "cache:::lock:m::f:abc");
+        assert!(!is_entry(b"cache", b"cache:users::lock:f:abc"));
+        assert!(!is_entry(b"cache", b"cache:::lock:m::f:abc"));
     }
 
     #[test]
