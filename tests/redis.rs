@@ -479,3 +479,43 @@ async fn jitter_spreads_ttls_below_expire() {
     ttls.dedup();
     assert!(ttls.len() > 5, "spread: {ttls:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_queued_behind_a_failing_reconnect_do_not_wait_in_turn() {
+    let _turn = exclusive().await;
+    let server = RedisServer::start();
+    let config = CacheConfig::redis(server.url())
+        .connect_timeout(Duration::from_millis(300))
+        // High enough that the breaker does not hide the queue.
+        .breaker_threshold(1_000);
+    cache_runtime::init(config).await.unwrap();
+    correct_product(1).await;
+    let mut admin = server.client().await;
+    // Drop the shared connection (the admin's own survives: SKIPME is the default)...
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    // ...and freeze Redis, so that reconnecting hangs until the connect timeout.
+    server.freeze();
+    let calls: Vec<_> = (0..16u64)
+        .map(|i| {
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                correct_product(i).await;
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for call in calls {
+        slowest = slowest.max(call.await.unwrap());
+    }
+    server.thaw();
+    // One connect attempt (300 ms) plus the body; queued in turn, 16 callers took 16 x 300 ms.
+    assert!(
+        slowest < Duration::from_millis(1_500),
+        "slowest call {slowest:?}"
+    );
+}

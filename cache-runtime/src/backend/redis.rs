@@ -2,6 +2,7 @@
 //! shares one multiplexed connection, so a hit costs one `GET` round trip and concurrent
 //! callers pipeline over the same socket instead of checking out (and PINGing) per call.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::breaker::{Breaker, Circuit};
 use crate::clear::ScopeKind;
 use crate::config::CacheConfig;
 use crate::stats::{bump, COUNTERS};
-use crate::throttle::Throttle;
+use crate::throttle::{now_ms, Throttle};
 use crate::{key, CacheError};
 
 /// How often a caller waiting for another process's computation looks for its value.
@@ -35,6 +36,8 @@ pub(crate) struct RedisStore {
     shared: ArcSwapOption<MultiplexedConnection>,
     /// Only one caller at a time asks the pool for a new shared connection.
     reconnecting: tokio::sync::Mutex<()>,
+    /// When (in `now_ms`) the last attempt to connect failed.
+    last_failed_ms: AtomicU64,
     /// While `now_ms()` is below this, Redis is known to be down and calls skip it.
     /// Stops calls to Redis after a run of failures.
     pub(crate) breaker: Breaker,
@@ -98,6 +101,7 @@ impl RedisStore {
             prefix: config.prefix.as_str().into(),
             shared: ArcSwapOption::const_empty(),
             reconnecting: tokio::sync::Mutex::new(()),
+            last_failed_ms: AtomicU64::new(0),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             grace_secs: config.clock_skew.as_secs_f64().ceil() as u64,
             lock_timeout: config.lock_timeout,
@@ -119,10 +123,16 @@ impl RedisStore {
         if let Some(conn) = self.shared.load().as_deref() {
             return Some(conn.clone());
         }
+        let queued_at = now_ms();
         let _turn = self.reconnecting.lock().await;
         // Whoever held the lock before us may have reconnected, or opened the circuit.
         if let Some(conn) = self.shared.load().as_deref() {
             return Some(conn.clone());
+        }
+        // An attempt failed while we waited: do not queue one more wait behind it. Each caller
+        // waits for at most the attempt under way when it arrived.
+        if self.last_failed_ms.load(Ordering::Acquire) >= queued_at {
+            return None;
         }
         // Callers queued here before the circuit opened need not try again; the probe does.
         if self.breaker.state() == Circuit::Open {
@@ -136,6 +146,7 @@ impl RedisStore {
                 Some(conn)
             }
             Err(e) => {
+                self.last_failed_ms.store(now_ms(), Ordering::Release);
                 bump(&COUNTERS.errors);
                 if let Some(suppressed) = CONNECT_FAILED.allow() {
                     if is_auth_error(&e) {

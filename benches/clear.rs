@@ -1,0 +1,165 @@
+//! Clearing a namespace costs O(its entries), not O(the database).
+//!
+//! `cargo bench --bench clear`: starts its own `redis-server` on a free loopback port, fills it
+//! with 1,000,000 foreign keys and a 10,000-entry namespace written through `#[cache]`, and
+//! times `clear_cache(Scope::namespace(..))` against a SCAN of the whole keyspace (what a
+//! SCAN-based clear has to walk). Then it checks that the namespace index does not grow when
+//! entries expire instead of being cleared.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cache_runtime::{cache, clear_cache, CacheConfig, Scope};
+
+const OTHERS: u64 = 1_000_000;
+const ENTRIES: u64 = 10_000;
+
+struct Server(Child, u16);
+
+impl Server {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Server(child, port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.1)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[cache(expire = 600, namespace = "bench")]
+async fn entry(id: u64) -> u64 {
+    id
+}
+
+#[cache(expire = 1, namespace = "fleeting")]
+async fn fleeting(id: u64) -> u64 {
+    id
+}
+
+async fn fill(admin: &mut redis::aio::MultiplexedConnection) {
+    for chunk in 0..OTHERS / 10_000 {
+        let mut pipe = redis::pipe();
+        for i in chunk * 10_000..(chunk + 1) * 10_000 {
+            pipe.cmd("SET").arg(format!("other:{i}")).arg(i).ignore();
+        }
+        let _: () = pipe.query_async(admin).await.expect("fill");
+    }
+    let tasks: Vec<_> = (0..16u64)
+        .map(|t| {
+            tokio::spawn(async move {
+                for id in (t..ENTRIES).step_by(16) {
+                    entry(id).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer");
+    }
+}
+
+async fn scan_all(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let mut cursor = 0u64;
+    let mut matched = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("cache:bench:*")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(admin)
+            .await
+            .expect("scan");
+        matched += keys.len() as u64;
+        if next == 0 {
+            return matched;
+        }
+        cursor = next;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let server = Server::start();
+    let client = redis::Client::open(server.url()).expect("url");
+    let mut admin = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    cache_runtime::init(CacheConfig::redis(server.url()).clock_skew(Duration::ZERO))
+        .await
+        .expect("init");
+
+    let started = Instant::now();
+    fill(&mut admin).await;
+    let dbsize: u64 = redis::cmd("DBSIZE").query_async(&mut admin).await.unwrap();
+    println!(
+        "filled {dbsize} keys ({OTHERS} foreign, {ENTRIES} entries + 1 index) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // What a SCAN-based clear walks: the whole keyspace (read-only here, to keep the entries).
+    let started = Instant::now();
+    let matched = scan_all(&mut admin).await;
+    let scan_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let started = Instant::now();
+    let removed = clear_cache(Scope::namespace("bench")).await.expect("clear");
+    let clear_ms = started.elapsed().as_secs_f64() * 1e3;
+    let dbsize_after: u64 = redis::cmd("DBSIZE").query_async(&mut admin).await.unwrap();
+
+    println!();
+    println!("| what | entries | time |");
+    println!("| --- | ---: | ---: |");
+    println!("| SCAN MATCH over the keyspace (no delete) | {matched} | {scan_ms:.1} ms |");
+    println!("| clear_cache(Scope::namespace) | {removed} | {clear_ms:.1} ms |");
+    println!(
+        "ratio scan/clear: {:.1}x; keys left: {dbsize_after} (the {OTHERS} foreign ones)",
+        scan_ms / clear_ms
+    );
+    assert_eq!(removed, ENTRIES, "every entry removed");
+    assert_eq!(dbsize_after, OTHERS, "the index went with its namespace");
+
+    // The index does not grow when entries expire instead of being cleared.
+    for id in 0..ENTRIES {
+        fleeting(id).await;
+    }
+    let before: u64 = redis::cmd("ZCARD")
+        .arg("cache:fleeting")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    fleeting(ENTRIES + 1).await;
+    let after: u64 = redis::cmd("ZCARD")
+        .arg("cache:fleeting")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    println!("index of a namespace whose {ENTRIES} entries expired: {before} members before, {after} after the next write");
+}

@@ -1,0 +1,110 @@
+//! `cargo bench --bench hot_path`: the pieces of a cache hit, on the in-memory backend.
+//!
+//! - `key/hashed`: the ticket of a call (MD5 of the JSON of `[id]`, the key string, the
+//!   backend handle), exactly what `#[cache]` computes before it looks anything up;
+//! - `codec/from_slice`: decoding the ~150-byte JSON value;
+//! - `hit/memory`: a whole `#[cache]` hit on the memory backend, one `block_on` per call, next
+//!   to `hit/block_on_baseline`, the same `block_on` around an uncached function, so the
+//!   difference is the cache's own cost.
+//!
+//! Short measurement windows keep the whole run under a minute.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use cache_runtime::__private::{arg, hashed, Spec};
+use cache_runtime::CacheConfig;
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Product {
+    id: u64,
+    sku: String,
+    name: String,
+    price_cents: u64,
+    currency: String,
+    in_stock: bool,
+    tags: Vec<String>,
+}
+
+fn make_product(id: u64) -> Product {
+    Product {
+        id,
+        sku: format!("SKU-{id:08}"),
+        name: format!("Stainless steel water bottle #{id}"),
+        price_cents: 1_999 + id % 500,
+        currency: "EUR".to_owned(),
+        in_stock: !id.is_multiple_of(7),
+        tags: vec!["outdoor".to_owned(), "kitchen".to_owned()],
+    }
+}
+
+#[cache_runtime::cache(expire = 600, namespace = "bench")]
+async fn get_product(id: u64) -> Product {
+    make_product(id)
+}
+
+/// The same function without the cache, for the `block_on` baseline.
+async fn get_product_uncached(id: u64) -> Product {
+    make_product(id)
+}
+
+static SPEC: Spec = Spec {
+    function: "hot_path::get_product",
+    namespace: "bench",
+    expire: 600,
+    ..Spec::DEFAULT
+};
+
+fn runtime() -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(cache_runtime::init(CacheConfig::memory()))
+        .expect("init the memory backend");
+    rt
+}
+
+fn key(c: &mut Criterion) {
+    let _rt = runtime();
+    let id = 4_242u64;
+    c.bench_function("key/hashed", |b| {
+        b.iter(|| black_box(hashed(&SPEC, &[arg(black_box(&id))])))
+    });
+}
+
+fn codec(c: &mut Criterion) {
+    let bytes = serde_json::to_vec(&make_product(4_242)).expect("json");
+    assert!((140..=170).contains(&bytes.len()), "{} bytes", bytes.len());
+    c.bench_function("codec/from_slice", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<Product>(black_box(&bytes)).expect("decode")))
+    });
+}
+
+fn hit(c: &mut Criterion) {
+    let rt = runtime();
+    // Warm: the first call is a miss that stores the entry.
+    rt.block_on(get_product(4_242));
+    c.bench_function("hit/memory", |b| {
+        b.iter(|| black_box(rt.block_on(get_product(black_box(4_242)))))
+    });
+    c.bench_function("hit/block_on_baseline", |b| {
+        b.iter(|| black_box(rt.block_on(get_product_uncached(black_box(4_242)))))
+    });
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = key, codec, hit
+}
+criterion_main!(benches);
