@@ -318,19 +318,32 @@ struct Sample {
 
 /// User + system CPU time of a process so far (`/proc/{pid}/stat`, in USER_HZ = 100 ticks/s).
 fn cpu_time(pid: &str) -> Duration {
+    let [utime, stime, _, _] = stat_times(pid);
+    utime + stime
+}
+
+/// User + system CPU time of this process's children that have been waited for
+/// (`redis-benchmark`, `nproc`).
+fn children_cpu_time() -> Duration {
+    let [_, _, cutime, cstime] = stat_times("self");
+    cutime + cstime
+}
+
+/// utime, stime, cutime and cstime of `/proc/{pid}/stat` (fields 14 to 17, USER_HZ = 100).
+fn stat_times(pid: &str) -> [Duration; 4] {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses: state is field 3, utime 14, stime 15.
+    // Fields after the command name, which is in parentheses, start at field 3 (the state).
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
+    [11, 12, 13, 14].map(|i| {
+        let ticks = fields
             .get(i)
             .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+            .unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    })
 }
 
 /// `tasks` tasks call `variant` over the hot ids for `duration`; every call's latency is kept.
@@ -767,6 +780,24 @@ async fn misses(
         .expect("the miss task panicked")
 }
 
+/// The machine's CPU time so far from `/proc/stat` (all cores): (busy, steal, total).
+fn machine_cpu() -> (Duration, Duration, Duration) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // cpu  user nice system idle iowait irq softirq steal ...
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    let jiffies = |n: u64| Duration::from_millis(n * 10);
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    (jiffies(busy), jiffies(at(7)), jiffies(busy + at(3) + at(4)))
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -776,6 +807,8 @@ fn loadavg() -> String {
 fn main() {
     let wall = Instant::now();
     let load_before = loadavg();
+    let machine_before = machine_cpu();
+    let self_before = cpu_time("self") + children_cpu_time();
     let variants: Vec<Variant> = VARIANTS
         .into_iter()
         .filter(|v| selected(v.name()))
@@ -927,7 +960,7 @@ fn main() {
     // ---- the report ----
     println!();
     println!(
-        "{:<8} {:>5} {:>11} {:>9} {:>9} {:>10} {:>10}   ops/s (p50 µs) by round",
+        "{:<8} {:>5} {:>11} {:>9} {:>9} {:>10} {:>10}   ops/s (p50/p99 µs) by round",
         "variant", "tasks", "ops/s", "p50 µs", "p99 µs", "cpu µs/op", "srv µs/op"
     );
     let at = |v: Variant, ci: usize| median_by(&samples[v as usize][ci], |s| s.ops_per_sec);
@@ -939,7 +972,14 @@ fn main() {
             let m = at(variant, ci);
             let by_round: Vec<String> = rounds
                 .iter()
-                .map(|s| format!("{} ({:.0})", grouped(s.ops_per_sec), s.p50_us))
+                .map(|s| {
+                    format!(
+                        "{} ({:.0}/{:.0})",
+                        grouped(s.ops_per_sec),
+                        s.p50_us,
+                        s.p99_us
+                    )
+                })
                 .collect();
             println!(
                 "{:<8} {:>5} {:>11} {:>9.1} {:>9.1} {:>10.2} {:>10.2}   {}{}",
@@ -964,7 +1004,7 @@ fn main() {
             let s = median_by(&server_samples[ci], |s| s.rps);
             let by_round: Vec<String> = server_samples[ci]
                 .iter()
-                .map(|s| format!("{} ({:.0})", grouped(s.rps), s.p50_us))
+                .map(|s| format!("{} ({:.0}/{:.0})", grouped(s.rps), s.p50_us, s.p99_us))
                 .collect();
             println!(
                 "{:<8} {:>5} {:>11} {:>9.1} {:>9.1} {:>10} {:>10.2}   {}   (redis-benchmark -t get -c {tasks})",
@@ -1121,8 +1161,32 @@ fn main() {
         stats.decode_failures,
         CACHED_ERRORS.load(Ordering::Relaxed)
     );
+    let server_cpu = cpu_time(&server.child.id().to_string());
     drop(rt);
     drop(server);
+    let (busy, steal, total) = machine_cpu();
+    let (busy, steal, total) = (
+        busy.saturating_sub(machine_before.0).as_secs_f64(),
+        steal.saturating_sub(machine_before.1).as_secs_f64(),
+        total
+            .saturating_sub(machine_before.2)
+            .as_secs_f64()
+            .max(0.01),
+    );
+    let own = (cpu_time("self") + children_cpu_time())
+        .saturating_sub(self_before)
+        .as_secs_f64()
+        + server_cpu.as_secs_f64();
+    // Time stolen by the hypervisor is also counted in the processes' own times, so "others"
+    // is what is left of the busy time after this bench's processes, at least zero.
+    println!(
+        "machine CPU during the run, in % of all cores: busy {:.0} (steal {:.0}); this bench \
+         with its redis-server and redis-benchmark {:.0}; other processes {:.0}",
+        100.0 * busy / total,
+        100.0 * steal / total,
+        100.0 * own / total,
+        100.0 * (busy - own).max(0.0) / total,
+    );
     println!(
         "load average before {load_before}, after {}; bench wall time {:.1} s",
         loadavg(),

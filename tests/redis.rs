@@ -407,9 +407,15 @@ async fn the_index_forgets_entries_that_expired() {
         "the index lives as long as its entries: {ttl}"
     );
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    suite::short_lived(100).await;
+    // One write in eight trims the index.
+    for n in 100..108 {
+        suite::short_lived(n).await;
+    }
     let members: u64 = admin.zcard("cache:short").await.unwrap();
-    assert_eq!(members, 1, "expired members were trimmed by the next write");
+    assert!(
+        members <= 8,
+        "expired members were trimmed by later writes: {members} left"
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let exists: bool = admin.exists("cache:short").await.unwrap();
     assert!(!exists, "an index whose entries all expired goes too");

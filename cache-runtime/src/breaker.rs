@@ -105,7 +105,7 @@ impl Breaker {
                 )
                 .is_ok()
         {
-            crate::stats::bump(&crate::stats::COUNTERS.circuit_trips);
+            crate::stats::bump(crate::stats::Count::CircuitTrips);
             tracing::warn!(
                 failures,
                 cooldown_ms = self.cooldown_ms,

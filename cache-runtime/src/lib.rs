@@ -109,17 +109,34 @@ pub fn set_enabled(enabled: bool) {
     );
 }
 
-/// A random number (lock tokens, seeds): the standard library's randomly keyed hasher over the
-/// time, so no dependency is needed for what needs no cryptographic quality.
+/// A random number (lock tokens, jitter, instance ids): a per-thread xorshift generator seeded
+/// from the standard library's randomly keyed hasher, as none of these needs cryptographic
+/// quality.
 pub(crate) fn random_u64() -> u64 {
+    use std::cell::Cell;
     use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
+    fn seed() -> u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish() | 1
+    }
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(seed());
+    }
+    STATE
+        .try_with(|state| {
+            let mut x = state.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            state.set(x);
+            x
+        })
+        .unwrap_or_else(|_| seed())
 }
 
 /// Whether caching is on; see [`set_enabled`].

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::backend::redis::Locked;
 use crate::backend::{self, AnyStore, Backend, Fetch, Store};
 use crate::flight::{self, Join, Lead};
-use crate::stats::{bump, COUNTERS};
+use crate::stats::{bump, Count};
 use crate::throttle::Throttle;
 use crate::{codec, key};
 
@@ -67,21 +67,9 @@ impl Spec {
     }
 }
 
-/// A uniform fraction in [0, 1) from a per-thread xorshift generator: jitter needs spread,
-/// not cryptographic quality.
+/// A uniform fraction in [0, 1): jitter needs spread, not cryptographic quality.
 fn random_fraction() -> f64 {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new(crate::random_u64() | 1);
-    }
-    STATE.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
+    (crate::random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// One call's key, bound to the backend that was current when the call started.
@@ -126,7 +114,7 @@ pub fn hashed_typed(
     match key::hashed(&backend.prefix, spec.namespace, spec.function, types, args) {
         Ok(key) => Some(Ticket { backend, key, spec }),
         Err(e) => {
-            bump(&COUNTERS.bypassed);
+            bump(Count::Bypassed);
             if let Some(suppressed) = UNHASHABLE.allow() {
                 tracing::warn!(
                     suppressed,
@@ -149,7 +137,7 @@ pub fn keyed(spec: &'static Spec, key: impl Display) -> Option<Ticket> {
 fn current() -> Option<Arc<Backend>> {
     let backend = backend::current().filter(|_| crate::is_enabled());
     if backend.is_none() {
-        bump(&COUNTERS.bypassed);
+        bump(Count::Bypassed);
     }
     backend
 }
@@ -228,12 +216,12 @@ impl Ticket {
         match fetched {
             Fetch::Hit(bytes, left) => match codec::decode(bytes.as_ref()) {
                 Ok(value) => {
-                    bump(&COUNTERS.hits);
+                    bump(Count::Hits);
                     Lookup::Hit(value, left)
                 }
                 Err(e) => {
-                    bump(&COUNTERS.decode_failures);
-                    bump(&COUNTERS.misses);
+                    bump(Count::DecodeFailures);
+                    bump(Count::Misses);
                     if let Some(suppressed) = UNDECODABLE.allow() {
                         tracing::warn!(suppressed, key = %self.key, "cached value does not decode, recomputing and overwriting it: {e}");
                     }
@@ -241,11 +229,11 @@ impl Ticket {
                 }
             },
             Fetch::Miss => {
-                bump(&COUNTERS.misses);
+                bump(Count::Misses);
                 Lookup::Miss
             }
             Fetch::Unavailable => {
-                bump(&COUNTERS.bypassed);
+                bump(Count::Bypassed);
                 Lookup::Unavailable
             }
         }
@@ -291,7 +279,7 @@ impl Ticket {
                         // Near expiry: one caller recomputes, the others keep the copy.
                         match self.backend.flights.join(&self.key) {
                             Join::Lead(lead) => {
-                                bump(&COUNTERS.refreshes);
+                                bump(Count::Refreshes);
                                 return self.compute(Some(lead), body, true, Some(value)).await;
                             }
                             Join::Follow(_) => return O::from_value(value),
@@ -313,7 +301,7 @@ impl Ticket {
                 Join::Follow(rx) => {
                     if let Some(bytes) = flight::follow(rx).await {
                         if let Ok(value) = codec::decode(&bytes) {
-                            bump(&COUNTERS.coalesced);
+                            bump(Count::Coalesced);
                             return O::from_value(value);
                         }
                     }
@@ -340,7 +328,7 @@ impl Ticket {
                     // Another process computes it: wait for its value, then fail open.
                     if let Some(bytes) = redis.wait_for(&self.key).await {
                         if let Ok(value) = codec::decode(&bytes) {
-                            bump(&COUNTERS.coalesced);
+                            bump(Count::Coalesced);
                             if let Some(lead) = lead {
                                 lead.land(Some(bytes.into()));
                             }
@@ -356,7 +344,7 @@ impl Ticket {
             Some(stale) => match AssertUnwindSafe(body).catch_unwind().await {
                 Ok(outcome) if !outcome.failed() => outcome,
                 failed => {
-                    bump(&COUNTERS.stale_served);
+                    bump(Count::StaleServed);
                     if let Some(suppressed) = STALE.allow() {
                         let why = if failed.is_err() {
                             "panicked"

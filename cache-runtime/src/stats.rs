@@ -1,6 +1,6 @@
 //! Process-wide counters of what the cache did.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::Circuit;
 
@@ -38,36 +38,47 @@ pub struct Stats {
     pub enabled: bool,
 }
 
-pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) local_hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) bypassed: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) decode_failures: AtomicU64,
-    pub(crate) coalesced: AtomicU64,
-    pub(crate) stale_served: AtomicU64,
-    pub(crate) refreshes: AtomicU64,
-    pub(crate) skipped_open: AtomicU64,
-    pub(crate) circuit_trips: AtomicU64,
+/// What is counted; each names one slot of a [`Shard`].
+#[derive(Clone, Copy)]
+pub(crate) enum Count {
+    Hits,
+    LocalHits,
+    Misses,
+    Bypassed,
+    Errors,
+    DecodeFailures,
+    Coalesced,
+    StaleServed,
+    Refreshes,
+    SkippedOpen,
+    CircuitTrips,
 }
 
-pub(crate) static COUNTERS: Counters = Counters {
-    hits: AtomicU64::new(0),
-    local_hits: AtomicU64::new(0),
-    misses: AtomicU64::new(0),
-    bypassed: AtomicU64::new(0),
-    errors: AtomicU64::new(0),
-    decode_failures: AtomicU64::new(0),
-    coalesced: AtomicU64::new(0),
-    stale_served: AtomicU64::new(0),
-    refreshes: AtomicU64::new(0),
-    skipped_open: AtomicU64::new(0),
-    circuit_trips: AtomicU64::new(0),
-};
+const COUNTS: usize = 11;
+const SHARDS: usize = 8;
 
-pub(crate) fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+/// One thread's counters, on cache lines of their own: every cached call counts something,
+/// and tasks on different cores must not fight over one line.
+#[repr(align(128))]
+struct Shard([AtomicU64; COUNTS]);
+
+static SHARD_OF_THREAD: AtomicUsize = AtomicUsize::new(0);
+static COUNTERS: [Shard; SHARDS] = [const { Shard([const { AtomicU64::new(0) }; COUNTS]) }; SHARDS];
+
+thread_local! {
+    static SHARD: usize = SHARD_OF_THREAD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+
+pub(crate) fn bump(count: Count) {
+    let shard = SHARD.try_with(|s| *s).unwrap_or(0);
+    COUNTERS[shard].0[count as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+fn total(count: Count) -> u64 {
+    COUNTERS
+        .iter()
+        .map(|shard| shard.0[count as usize].load(Ordering::Relaxed))
+        .sum()
 }
 
 /// The counters of this process.
@@ -77,19 +88,18 @@ pub(crate) fn bump(counter: &AtomicU64) {
 /// assert!(s.hits <= s.hits + s.misses);
 /// ```
 pub fn stats() -> Stats {
-    let c = &COUNTERS;
     Stats {
-        hits: c.hits.load(Ordering::Relaxed),
-        local_hits: c.local_hits.load(Ordering::Relaxed),
-        misses: c.misses.load(Ordering::Relaxed),
-        bypassed: c.bypassed.load(Ordering::Relaxed),
-        errors: c.errors.load(Ordering::Relaxed),
-        decode_failures: c.decode_failures.load(Ordering::Relaxed),
-        coalesced: c.coalesced.load(Ordering::Relaxed),
-        stale_served: c.stale_served.load(Ordering::Relaxed),
-        refreshes: c.refreshes.load(Ordering::Relaxed),
-        skipped_open: c.skipped_open.load(Ordering::Relaxed),
-        circuit_trips: c.circuit_trips.load(Ordering::Relaxed),
+        hits: total(Count::Hits),
+        local_hits: total(Count::LocalHits),
+        misses: total(Count::Misses),
+        bypassed: total(Count::Bypassed),
+        errors: total(Count::Errors),
+        decode_failures: total(Count::DecodeFailures),
+        coalesced: total(Count::Coalesced),
+        stale_served: total(Count::StaleServed),
+        refreshes: total(Count::Refreshes),
+        skipped_open: total(Count::SkippedOpen),
+        circuit_trips: total(Count::CircuitTrips),
         circuit: crate::backend::current().map_or(Circuit::Closed, |b| b.circuit()),
         enabled: crate::is_enabled(),
     }

@@ -2,6 +2,7 @@
 //! shares one multiplexed connection, so a hit costs one `GET` round trip and concurrent
 //! callers pipeline over the same socket instead of checking out (and PINGing) per call.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +17,18 @@ use super::{scope_prefix, Fetch, Store};
 use crate::breaker::{Breaker, Circuit};
 use crate::clear::ScopeKind;
 use crate::config::CacheConfig;
-use crate::stats::{bump, COUNTERS};
+use crate::stats::{bump, Count};
 use crate::throttle::{now_ms, Throttle};
 use crate::{key, CacheError};
 
 /// How often a caller waiting for another process's computation looks for its value.
 const LOCK_POLL: Duration = Duration::from_millis(20);
+
+/// One write in this many to a namespace trims its index of expired members.
+const TRIM_EVERY: u64 = 8;
+
+/// Writes to namespaces so far, to pick the ones that trim.
+static WRITES: AtomicU64 = AtomicU64::new(0);
 
 /// How many keys one `SCAN` or `ZRANGE` step asks for and one `UNLINK` removes.
 const SCAN_BATCH: usize = 1000;
@@ -33,7 +40,7 @@ pub(crate) struct RedisStore {
     pool: Pool,
     prefix: Box<str>,
     /// The connection cached calls share; `None` until (re)connected.
-    shared: ArcSwapOption<MultiplexedConnection>,
+    shared: ArcSwapOption<Shared>,
     /// Only one caller at a time asks the pool for a new shared connection.
     reconnecting: tokio::sync::Mutex<()>,
     /// When (in `now_ms`) the last attempt to connect failed.
@@ -119,15 +126,15 @@ impl RedisStore {
 
     /// The shared connection, reconnecting through the pool if there is none; `None` when
     /// Redis cannot be reached.
-    async fn connection(&self) -> Option<MultiplexedConnection> {
-        if let Some(conn) = self.shared.load().as_deref() {
-            return Some(conn.clone());
+    async fn connection(&self) -> Option<Lease<'_>> {
+        if let Some(lease) = self.lease() {
+            return Some(lease);
         }
         let queued_at = now_ms();
         let _turn = self.reconnecting.lock().await;
         // Whoever held the lock before us may have reconnected, or opened the circuit.
-        if let Some(conn) = self.shared.load().as_deref() {
-            return Some(conn.clone());
+        if let Some(lease) = self.lease() {
+            return Some(lease);
         }
         // An attempt failed while we waited: do not queue one more wait behind it. Each caller
         // waits for at most the attempt under way when it arrived.
@@ -140,14 +147,22 @@ impl RedisStore {
         }
         match self.pool.get().await {
             Ok(pooled) => {
-                let conn: MultiplexedConnection = (*pooled).clone();
-                self.shared.store(Some(Arc::new(conn.clone())));
+                let shared = Shared {
+                    conn: (*pooled).clone(),
+                    id: NEXT_SHARED_ID.fetch_add(1, Ordering::Relaxed),
+                };
+                let lease = Lease {
+                    store: self,
+                    id: shared.id,
+                    conn: shared.conn.clone(),
+                };
+                self.shared.store(Some(Arc::new(shared)));
                 tracing::debug!("connected to redis");
-                Some(conn)
+                Some(lease)
             }
             Err(e) => {
                 self.last_failed_ms.store(now_ms(), Ordering::Release);
-                bump(&COUNTERS.errors);
+                bump(Count::Errors);
                 if let Some(suppressed) = CONNECT_FAILED.allow() {
                     if is_auth_error(&e) {
                         tracing::error!(suppressed, "redis refused the credentials: {e}; check the user and password in the Redis URL; caching is off until it succeeds");
@@ -166,7 +181,7 @@ impl RedisStore {
     /// Records a failed command; connection-level failures drop the shared connection so the
     /// next call gets a checked one from the pool.
     fn failed(&self, op: &str, e: &RedisError) {
-        bump(&COUNTERS.errors);
+        bump(Count::Errors);
         if e.is_io_error()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
@@ -177,6 +192,28 @@ impl RedisStore {
         if let Some(suppressed) = COMMAND_FAILED.allow() {
             tracing::warn!(suppressed, "redis {op} failed, running uncached: {e}");
         }
+    }
+
+    /// A clone of the shared connection: one this thread kept from an earlier call if there
+    /// is one, so that the hot path clones (and drops) none.
+    fn lease(&self) -> Option<Lease<'_>> {
+        let shared = self.shared.load();
+        let shared = shared.as_deref()?;
+        let spare = SPARES.with(|spares| {
+            let mut spares = spares.borrow_mut();
+            while let Some((id, conn)) = spares.pop() {
+                if id == shared.id {
+                    return Some(conn);
+                }
+                // A clone of a replaced connection: dropping it lets that connection go.
+            }
+            None
+        });
+        Some(Lease {
+            store: self,
+            id: shared.id,
+            conn: spare.unwrap_or_else(|| shared.conn.clone()),
+        })
     }
 
     async fn admin_connection(&self) -> Result<deadpool_redis::Connection, CacheError> {
@@ -205,6 +242,47 @@ fn redact(url: &str) -> String {
             format!("{}://***@{}", &url[..scheme], &url[at + 1..])
         }
         _ => url.to_owned(),
+    }
+}
+
+/// The connection cached calls share, and a number that changes whenever it is replaced.
+pub(crate) struct Shared {
+    conn: MultiplexedConnection,
+    id: u64,
+}
+
+static NEXT_SHARED_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many clones of the shared connection a thread keeps for the calls it runs.
+const SPARES_PER_THREAD: usize = 32;
+
+thread_local! {
+    /// Clones of shared connections this thread's calls have returned. Cloning and dropping a
+    /// `MultiplexedConnection` costs several atomic operations on cache lines every core
+    /// shares; reusing a clone costs none.
+    static SPARES: RefCell<Vec<(u64, MultiplexedConnection)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A clone of the shared connection for one call.
+pub(crate) struct Lease<'a> {
+    store: &'a RedisStore,
+    id: u64,
+    conn: MultiplexedConnection,
+}
+
+impl Lease<'_> {
+    /// Keeps the clone for this thread's next call, unless the connection was replaced
+    /// meanwhile. (A lease dropped instead, by a cancelled call, just drops its clone.)
+    fn release(self) {
+        let current = self.store.shared.load().as_ref().map(|s| s.id);
+        if current == Some(self.id) {
+            let _ = SPARES.try_with(|spares| {
+                let mut spares = spares.borrow_mut();
+                if spares.len() < SPARES_PER_THREAD {
+                    spares.push((self.id, self.conn));
+                }
+            });
+        }
     }
 }
 
@@ -289,7 +367,7 @@ impl RedisStore {
             .arg("NX")
             .arg("PX")
             .arg(self.lock_timeout.as_millis() as u64)
-            .query_async(&mut conn)
+            .query_async(&mut conn.conn)
             .await;
         match reply {
             Ok(Some(_)) => {
@@ -316,7 +394,7 @@ impl RedisStore {
         let reply: Result<u64, RedisError> = redis::Script::new(UNLOCK)
             .key(lock_of(&self.prefix, key))
             .arg(token)
-            .invoke_async(&mut conn)
+            .invoke_async(&mut conn.conn)
             .await;
         if let Err(e) = reply {
             self.failed("unlock", &e);
@@ -336,7 +414,7 @@ impl RedisStore {
                 .arg(key)
                 .cmd("EXISTS")
                 .arg(&lock)
-                .query_async(&mut conn)
+                .query_async(&mut conn.conn)
                 .await;
             match reply {
                 Ok((Some(bytes), _)) => return Some(bytes),
@@ -430,13 +508,13 @@ impl Store for RedisStore {
 
     async fn get(&self, key: &str, want_ttl: bool) -> Fetch<RedisBytes> {
         if let Some((bytes, left)) = self.near.as_ref().and_then(|near| near.get(key)) {
-            bump(&COUNTERS.local_hits);
+            bump(Count::LocalHits);
             tokio::task::coop::consume_budget().await;
             return Fetch::Hit(RedisBytes::Shared(bytes), Some(left));
         }
         let Some(permit) = self.breaker.permit() else {
             // Open circuit: no I/O happens, so spend budget to keep busy loops from starving.
-            bump(&COUNTERS.skipped_open);
+            bump(Count::SkippedOpen);
             tokio::task::coop::consume_budget().await;
             return Fetch::Unavailable;
         };
@@ -449,7 +527,7 @@ impl Store for RedisStore {
             if self.near.is_none() && !want_ttl {
                 redis::cmd("GET")
                     .arg(key)
-                    .query_async(&mut conn)
+                    .query_async(&mut conn.conn)
                     .await
                     .map(|bytes| (bytes, None))
             } else {
@@ -461,7 +539,7 @@ impl Store for RedisStore {
                     .arg(key)
                     .cmd("PTTL")
                     .arg(key)
-                    .query_async(&mut conn)
+                    .query_async(&mut conn.conn)
                     .await;
                 reply.map(|(bytes, pttl)| {
                     let left = u64::try_from(pttl).ok().map(Duration::from_millis);
@@ -473,6 +551,7 @@ impl Store for RedisStore {
                     (bytes, left)
                 })
             };
+        conn.release();
         match reply {
             Ok((Some(bytes), left)) => {
                 permit.success();
@@ -485,7 +564,7 @@ impl Store for RedisStore {
             // A key of another type is garbage like an undecodable value: a miss, overwritten.
             Err(e) if e.code() == Some("WRONGTYPE") => {
                 permit.success();
-                bump(&COUNTERS.decode_failures);
+                bump(Count::DecodeFailures);
                 if let Some(suppressed) = COMMAND_FAILED.allow() {
                     tracing::warn!(
                         suppressed,
@@ -530,12 +609,15 @@ impl Store for RedisStore {
                 .arg(key)
                 .ignore();
             // Members expired for a while are trimmed, so the index cannot grow without bound
-            // when entries expire instead of being cleared.
-            pipe.cmd("ZREMRANGEBYSCORE")
-                .arg(index)
-                .arg("-inf")
-                .arg(now.saturating_sub(self.grace_secs * 1000))
-                .ignore();
+            // when entries expire instead of being cleared. One write in TRIM_EVERY does it:
+            // the index then holds at most about that many more dead members per namespace.
+            if WRITES.fetch_add(1, Ordering::Relaxed) % TRIM_EVERY == 0 {
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(index)
+                    .arg("-inf")
+                    .arg(now.saturating_sub(self.grace_secs * 1000))
+                    .ignore();
+            }
             // The index outlives its longest-lived entry and no more.
             pipe.cmd("EXPIRE").arg(index).arg(keep).arg("NX").ignore();
             pipe.cmd("EXPIRE").arg(index).arg(keep).arg("GT").ignore();
@@ -546,7 +628,9 @@ impl Store for RedisStore {
                 .arg(near::message(key, true))
                 .ignore();
         }
-        match pipe.query_async::<()>(&mut conn).await {
+        let reply = pipe.query_async::<()>(&mut conn.conn).await;
+        conn.release();
+        match reply {
             Ok(()) => {
                 permit.success();
                 if let Some(near) = &self.near {
