@@ -611,7 +611,10 @@ impl Store for RedisStore {
             // Members expired for a while are trimmed, so the index cannot grow without bound
             // when entries expire instead of being cleared. One write in TRIM_EVERY does it:
             // the index then holds at most about that many more dead members per namespace.
-            if WRITES.fetch_add(1, Ordering::Relaxed) % TRIM_EVERY == 0 {
+            if WRITES
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(TRIM_EVERY)
+            {
                 pipe.cmd("ZREMRANGEBYSCORE")
                     .arg(index)
                     .arg("-inf")
