@@ -24,13 +24,16 @@ use crate::{key, CacheError};
 /// How often a caller waiting for another process's computation looks for its value.
 const LOCK_POLL: Duration = Duration::from_millis(20);
 
+/// How many members of a namespace index one `ZRANGE` reads (and one `UNLINK` removes).
+const INDEX_BATCH: usize = 4096;
+
 /// One write in this many to a namespace trims its index of expired members.
 const TRIM_EVERY: u64 = 8;
 
 /// Writes to namespaces so far, to pick the ones that trim.
 static WRITES: AtomicU64 = AtomicU64::new(0);
 
-/// How many keys one `SCAN` or `ZRANGE` step asks for and one `UNLINK` removes.
+/// How many keys one `SCAN` step asks for.
 const SCAN_BATCH: usize = 1000;
 
 static CONNECT_FAILED: Throttle = Throttle::new();
@@ -436,33 +439,61 @@ impl RedisStore {
         namespace: &str,
     ) -> Result<u64, CacheError> {
         let index = format!("{}:{namespace}", self.prefix);
-        let members: u64 = redis::cmd("ZCARD")
+        // The index is renamed away first (it keeps its TTL): entries written from now on go
+        // to a new index and survive, as writes after the clear should; the old one is read
+        // in ranges and dropped whole, cheaper than removing its members one by one.
+        let clearing = format!(
+            "{}:{namespace}::clearing:{:016x}",
+            self.prefix,
+            crate::random_u64()
+        );
+        let renamed: Result<(), RedisError> = redis::cmd("RENAME")
             .arg(&index)
+            .arg(&clearing)
             .query_async(&mut **conn)
-            .await?;
+            .await;
+        match renamed {
+            Ok(()) => {}
+            // No index: no entries.
+            Err(e)
+                if e.kind() == ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+                    && e.to_string().contains("no such key") =>
+            {
+                return Ok(0)
+            }
+            Err(e) => return Err(e.into()),
+        }
         let mut removed = 0;
-        // Bounded even if writers keep adding to the namespace while it is being cleared.
-        for _ in 0..members / SCAN_BATCH as u64 + 16 {
-            let keys: Vec<Vec<u8>> = redis::cmd("ZRANGE")
-                .arg(&index)
-                .arg(0)
-                .arg(SCAN_BATCH - 1)
-                .query_async(&mut **conn)
-                .await?;
-            if keys.is_empty() {
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut start = 0;
+        // Each round trip unlinks the batch read by the one before and reads the next.
+        loop {
+            let mut pipe = redis::pipe();
+            if !batch.is_empty() {
+                pipe.cmd("UNLINK").arg(&batch);
+            }
+            pipe.cmd("ZRANGE")
+                .arg(&clearing)
+                .arg(start)
+                .arg(start + INDEX_BATCH - 1);
+            let next: Vec<Vec<u8>> = if batch.is_empty() {
+                let (next,): (Vec<Vec<u8>>,) = pipe.query_async(&mut **conn).await?;
+                next
+            } else {
+                let (unlinked, next): (u64, Vec<Vec<u8>>) = pipe.query_async(&mut **conn).await?;
+                removed += unlinked;
+                next
+            };
+            start += next.len();
+            batch = next;
+            if batch.is_empty() {
                 break;
             }
-            // Out of the index first: a writer that re-adds a key after this keeps it indexed.
-            let (_, unlinked): (u64, u64) = redis::pipe()
-                .cmd("ZREM")
-                .arg(&index)
-                .arg(&keys)
-                .cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut **conn)
-                .await?;
-            removed += unlinked;
         }
+        let _: u64 = redis::cmd("UNLINK")
+            .arg(&clearing)
+            .query_async(&mut **conn)
+            .await?;
         Ok(removed)
     }
 
