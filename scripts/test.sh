@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh Debian/Ubuntu machine: installs redis-server if it is
-# missing, then runs the format check, clippy with -D warnings, and every test.
+# The whole test suite on a fresh Debian/Ubuntu machine: installs redis-server (and openssl)
+# if missing, then runs the format check, clippy with -D warnings, and every test.
 # The tests start their own redis-server processes on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "redis-server not found: installing it from the distribution's packages"
+# redis-server for the tests' own servers; openssl to make the TLS test's certificates.
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+if [ -n "$missing" ]; then
+  echo "installing from the distribution's packages:$missing"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
 fi
 redis-server --version
 
