@@ -182,13 +182,16 @@ impl RedisStore {
     }
 
     /// Records a failed command; connection-level failures drop the shared connection so the
-    /// next call gets a checked one from the pool.
+    /// next call gets a checked one from the pool. A timeout does not: the connection is fine
+    /// and late replies are matched to their requests, while replacing it would make the next
+    /// caller wait for a new connection to a server that is slow to answer anyway.
     fn failed(&self, op: &str, e: &RedisError) {
         bump(Count::Errors);
-        if e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.is_unrecoverable_error()
+        if !e.is_timeout()
+            && (e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_unrecoverable_error())
         {
             self.shared.store(None);
         }
