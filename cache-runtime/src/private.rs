@@ -275,7 +275,9 @@ impl Ticket {
                 let fresh = left.map(|left| left.saturating_sub(stale_window));
                 match fresh {
                     Some(Duration::ZERO) if spec.stale_if_error > 0 => (true, Some(value)),
-                    Some(fresh) if fresh <= Duration::from_secs(spec.refresh) => {
+                    Some(fresh)
+                        if spec.refresh > 0 && fresh <= Duration::from_secs(spec.refresh) =>
+                    {
                         // Near expiry: one caller recomputes, the others keep the copy.
                         match self.backend.flights.join(&self.key) {
                             Join::Lead(lead) => {
