@@ -525,3 +525,36 @@ async fn callers_queued_behind_a_failing_reconnect_do_not_wait_in_turn() {
         "slowest call {slowest:?}"
     );
 }
+
+#[cache_runtime::cache(namespace = "locks", key = "boom", lock = true)]
+async fn locked_then_panics() -> u32 {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    panic!("the body fails");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_is_released_when_its_body_panics() {
+    let f = redis().await;
+    let mut admin = f.server.client().await;
+    let call = tokio::spawn(locked_then_panics());
+    let held = support::eventually(Duration::from_secs(2), || {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .exists("cache:locks::lock:boom")
+                .await
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    assert!(held, "the lock was taken while the body ran");
+    assert!(call.await.is_err(), "the panic reaches the caller");
+    // Released at once, not after the 10 s lock timeout.
+    let released = support::eventually(Duration::from_secs(2), || {
+        let mut admin = admin.clone();
+        async move { !admin.exists("cache:locks::lock:boom").await.unwrap_or(true) }
+    })
+    .await;
+    assert!(released, "the lock of a panicked body was released");
+    let _: () = redis::cmd("PING").query_async(&mut admin).await.unwrap();
+}

@@ -325,7 +325,13 @@ impl Ticket {
         let mut lock = None;
         if let (true, true, AnyStore::Redis(redis)) = (store, self.spec.lock, &self.backend.store) {
             match redis.lock(&self.key).await {
-                Locked::Acquired(token) => lock = Some((redis, token)),
+                Locked::Acquired(token) => {
+                    lock = Some(LockGuard {
+                        backend: Arc::clone(&self.backend),
+                        key: self.key.clone(),
+                        token: Some(token),
+                    })
+                }
                 Locked::Held => {
                     // Another process computes it: wait for its value, then fail open.
                     if let Some(bytes) = redis.wait_for(&self.key).await {
@@ -355,8 +361,8 @@ impl Ticket {
                         };
                         tracing::warn!(suppressed, key = %self.key, "the body {why}; serving the stale copy");
                     }
-                    if let Some((redis, token)) = lock {
-                        redis.unlock(&self.key, &token).await;
+                    if let Some(lock) = lock {
+                        lock.release().await;
                     }
                     return O::from_value(stale);
                 }
@@ -366,13 +372,48 @@ impl Ticket {
         if let (true, Some(bytes)) = (store, &bytes) {
             self.store(Arc::clone(bytes)).await;
         }
-        if let Some((redis, token)) = lock {
-            redis.unlock(&self.key, &token).await;
+        if let Some(lock) = lock {
+            lock.release().await;
         }
         if let Some(lead) = lead {
             lead.land(bytes);
         }
         outcome
+    }
+}
+
+/// A cross-process lock this call holds. Released after the body; if the body panics or the
+/// call is cancelled, released from a spawned task, so that other processes need not wait
+/// for the lock to expire.
+struct LockGuard {
+    backend: Arc<Backend>,
+    key: String,
+    token: Option<String>,
+}
+
+impl LockGuard {
+    async fn release(mut self) {
+        if let (Some(token), AnyStore::Redis(redis)) = (self.token.take(), &self.backend.store) {
+            redis.unlock(&self.key, &token).await;
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let backend = Arc::clone(&self.backend);
+        let key = std::mem::take(&mut self.key);
+        runtime.spawn(async move {
+            if let AnyStore::Redis(redis) = &backend.store {
+                redis.unlock(&key, &token).await;
+            }
+        });
     }
 }
 
