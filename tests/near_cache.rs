@@ -235,3 +235,51 @@ async fn an_overwrite_in_one_process_evicts_another_process_copy() {
     assert_eq!(seen, "computed");
     assert!(after < 50, "evicted {after} ms after the overwrite");
 }
+
+#[cache(expire = 60, namespace = "reinit")]
+async fn slow_while_reinit(n: u32) -> u32 {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    n * 2
+}
+
+async fn subscribers(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let (_, n): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("cache:invalidate")
+        .query_async(conn)
+        .await
+        .unwrap();
+    n
+}
+
+/// `init` again retires the backend it replaces: a call running on the old one still gets
+/// its body's result, the old near-cache stops listening and serves nothing more, and the new
+/// backend is the one calls use from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_again_retires_the_old_backend() {
+    let _turn = exclusive().await;
+    let server = RedisServer::start();
+    let mut admin = server.client().await;
+    init_l1(&server).await;
+    assert_eq!(subscribers(&mut admin).await, 1);
+    let running = tokio::spawn(slow_while_reinit(21));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cache_runtime::init(CacheConfig::memory()).await.unwrap();
+    let unsubscribed = support::eventually(Duration::from_secs(5), || {
+        let mut admin = admin.clone();
+        async move { subscribers(&mut admin).await == 0 }
+    })
+    .await;
+    assert!(unsubscribed, "the old near-cache stopped listening");
+    let value = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the call on the retired backend ended")
+        .expect("and did not panic");
+    assert_eq!(value, 42);
+    // Stored neither in the old near-cache nor in the new memory backend: a miss there.
+    let before = cache_runtime::stats().misses;
+    assert_eq!(slow_while_reinit(21).await, 42);
+    assert_eq!(cache_runtime::stats().misses, before + 1);
+    assert_eq!(slow_while_reinit(21).await, 42, "the new backend caches");
+    assert_eq!(cache_runtime::stats().misses, before + 1);
+}

@@ -55,7 +55,11 @@ use config::Target;
 
 /// Sets up the process-wide cache; cached functions called before this just run.
 ///
-/// Calling it again replaces the backend (calls already under way finish on the old one).
+/// Calling it again replaces the backend. Calls already under way finish on the old one (a
+/// miss among them is not stored); the old one's connections are closed, its near-cache stops
+/// listening and its entries are dropped. Its bookkeeping (a few kilobytes) stays for the
+/// life of the process, so that cached calls borrow the backend without counting references:
+/// call `init` at start-up or on a configuration change, not per request.
 /// Errors come only from the configuration (a malformed URL, a zero timeout): a Redis that is
 /// unreachable now is retried later, and the functions run uncached meanwhile.
 ///

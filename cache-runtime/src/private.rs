@@ -74,7 +74,7 @@ fn random_fraction() -> f64 {
 
 /// One call's key, bound to the backend that was current when the call started.
 pub struct Ticket {
-    backend: Arc<Backend>,
+    backend: &'static Backend,
     key: String,
     spec: &'static Spec,
 }
@@ -134,7 +134,7 @@ pub fn keyed(spec: &'static Spec, key: impl Display) -> Option<Ticket> {
     Some(Ticket { backend, key, spec })
 }
 
-fn current() -> Option<Arc<Backend>> {
+fn current() -> Option<&'static Backend> {
     let backend = backend::current().filter(|_| crate::is_enabled());
     if backend.is_none() {
         bump(Count::Bypassed);
@@ -327,7 +327,7 @@ impl Ticket {
             match redis.lock(&self.key).await {
                 Locked::Acquired(token) => {
                     lock = Some(LockGuard {
-                        backend: Arc::clone(&self.backend),
+                        backend: self.backend,
                         key: self.key.clone(),
                         token: Some(token),
                     })
@@ -386,7 +386,7 @@ impl Ticket {
 /// call is cancelled, released from a spawned task, so that other processes need not wait
 /// for the lock to expire.
 struct LockGuard {
-    backend: Arc<Backend>,
+    backend: &'static Backend,
     key: String,
     token: Option<String>,
 }
@@ -407,7 +407,7 @@ impl Drop for LockGuard {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let backend = Arc::clone(&self.backend);
+        let backend = self.backend;
         let key = std::mem::take(&mut self.key);
         runtime.spawn(async move {
             if let AnyStore::Redis(redis) = &backend.store {

@@ -1,6 +1,7 @@
 //! The in-memory backend (moka): the embedded default when no Redis is configured, and the
 //! storage of the Redis backend's near-cache.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,8 @@ impl Expiry<Arc<str>, Entry> for PerEntryTtl {
 pub(crate) struct MemoryStore {
     cache: Cache<Arc<str>, Entry>,
     prefix: Box<str>,
+    /// Set when another backend replaced this one: it then holds and serves nothing.
+    retired: AtomicBool,
 }
 
 impl MemoryStore {
@@ -51,11 +54,15 @@ impl MemoryStore {
                 .expire_after(PerEntryTtl)
                 .build(),
             prefix: prefix.into(),
+            retired: AtomicBool::new(false),
         }
     }
 
     /// The bytes under `key` and the time they have left, without touching the task budget.
     pub(crate) fn lookup(&self, key: &str) -> Option<(Arc<[u8]>, Duration)> {
+        if self.retired.load(Ordering::Relaxed) {
+            return None;
+        }
         self.cache.get(key).map(|entry| {
             let left = entry.expires_at.saturating_duration_since(Instant::now());
             (entry.bytes, left)
@@ -63,6 +70,9 @@ impl MemoryStore {
     }
 
     pub(crate) fn insert(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration) {
+        if self.retired.load(Ordering::Relaxed) {
+            return;
+        }
         let expires_at = Instant::now() + ttl;
         self.cache.insert(
             Arc::from(key),
@@ -96,6 +106,13 @@ impl MemoryStore {
 
     pub(crate) fn flush(&self) {
         self.cache.invalidate_all();
+    }
+
+    /// Empties the store for good: calls still running on it store nothing more.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        self.cache.invalidate_all();
+        self.cache.run_pending_tasks();
     }
 }
 

@@ -6,10 +6,9 @@ mod near;
 pub(crate) mod redis;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use arc_swap::ArcSwapOption;
 
 use crate::clear::ScopeKind;
 use crate::CacheError;
@@ -61,6 +60,16 @@ impl Backend {
         }
     }
 
+    /// Called when `init` installs another backend: calls still running on this one finish
+    /// (uncached, if they need Redis again), and what it holds is let go: the Redis pool and
+    /// the shared connection are closed, the near-cache listener stops, entries are dropped.
+    fn retire(&self) {
+        match &self.store {
+            AnyStore::Redis(s) => s.retire(),
+            AnyStore::Memory(s) => s.retire(),
+        }
+    }
+
     pub(crate) async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
         match &self.store {
             AnyStore::Redis(s) => s.clear(scope).await,
@@ -69,15 +78,26 @@ impl Backend {
     }
 }
 
-/// Read on every cached call; written only by `init`.
-static CURRENT: ArcSwapOption<Backend> = ArcSwapOption::const_empty();
+/// Read on every cached call; written only by `init`. A backend, once installed, is never
+/// freed: every call borrows it for `'static`, so the hot path touches no reference count
+/// (two atomic writes per call to a cache line every core shares, as an `Arc` would cost).
+/// Replacing it retires the old one instead, which releases its connections and entries.
+static CURRENT: AtomicPtr<Backend> = AtomicPtr::new(std::ptr::null_mut());
 
-pub(crate) fn current() -> Option<Arc<Backend>> {
-    CURRENT.load_full()
+pub(crate) fn current() -> Option<&'static Backend> {
+    let backend = CURRENT.load(Ordering::Acquire);
+    // SAFETY: non-null pointers in CURRENT come from `Box::leak` in `install` and are never
+    // freed, so they stay valid for the rest of the process.
+    unsafe { backend.as_ref() }
 }
 
 pub(crate) fn install(backend: Backend) {
-    CURRENT.store(Some(Arc::new(backend)));
+    let new: &'static mut Backend = Box::leak(Box::new(backend));
+    let old = CURRENT.swap(new, Ordering::AcqRel);
+    // SAFETY: as in `current`: the old pointer came from `Box::leak` and is still valid.
+    if let Some(old) = unsafe { old.as_ref() } {
+        old.retire();
+    }
 }
 
 /// The part of a key every entry of `scope` starts with, and whether it is the whole key.

@@ -100,6 +100,12 @@ impl Near {
         }
     }
 
+    /// Stops serving for good: the store this belongs to was replaced.
+    pub(crate) fn retire(&self) {
+        self.go_dark();
+        self.entries.retire();
+    }
+
     fn go_dark(&self) {
         self.live.store(false, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);

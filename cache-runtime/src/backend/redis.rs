@@ -3,7 +3,7 @@
 //! callers pipeline over the same socket instead of checking out (and PINGing) per call.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +44,11 @@ pub(crate) struct RedisStore {
     prefix: Box<str>,
     /// The connection cached calls share; `None` until (re)connected.
     shared: ArcSwapOption<Shared>,
+    /// The id of `shared` (0: none), so that a call finds its thread's spare clone with one
+    /// atomic load instead of loading `shared`.
+    shared_id: AtomicU64,
+    /// Set when another backend replaced this one: it then connects no more.
+    retired: AtomicBool,
     /// Only one caller at a time asks the pool for a new shared connection.
     reconnecting: tokio::sync::Mutex<()>,
     /// When (in `now_ms`) the last attempt to connect failed.
@@ -110,6 +115,8 @@ impl RedisStore {
             pool,
             prefix: config.prefix.as_str().into(),
             shared: ArcSwapOption::const_empty(),
+            shared_id: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
             reconnecting: tokio::sync::Mutex::new(()),
             last_failed_ms: AtomicU64::new(0),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
@@ -132,6 +139,9 @@ impl RedisStore {
     async fn connection(&self) -> Option<Lease<'_>> {
         if let Some(lease) = self.lease() {
             return Some(lease);
+        }
+        if self.retired.load(Ordering::Acquire) {
+            return None;
         }
         let queued_at = now_ms();
         let _turn = self.reconnecting.lock().await;
@@ -159,7 +169,7 @@ impl RedisStore {
                     id: shared.id,
                     conn: shared.conn.clone(),
                 };
-                self.shared.store(Some(Arc::new(shared)));
+                self.replace_shared(Some(shared));
                 tracing::debug!("connected to redis");
                 Some(lease)
             }
@@ -193,33 +203,65 @@ impl RedisStore {
                 || e.is_connection_refusal()
                 || e.is_unrecoverable_error())
         {
-            self.shared.store(None);
+            self.replace_shared(None);
         }
         if let Some(suppressed) = COMMAND_FAILED.allow() {
             tracing::warn!(suppressed, "redis {op} failed, running uncached: {e}");
         }
     }
 
+    fn replace_shared(&self, shared: Option<Shared>) {
+        // The id first: a call that sees the new id but still the old connection only misses
+        // its spare and clones the old one, which then fails or works like any late call.
+        self.shared_id
+            .store(shared.as_ref().map_or(0, |s| s.id), Ordering::Release);
+        self.shared.store(shared.map(Arc::new));
+    }
+
     /// A clone of the shared connection: one this thread kept from an earlier call if there
     /// is one, so that the hot path clones (and drops) none.
     fn lease(&self) -> Option<Lease<'_>> {
+        let id = self.shared_id.load(Ordering::Acquire);
+        if id != 0 {
+            let spare = SPARES.with(|spares| {
+                let mut spares = spares.borrow_mut();
+                while let Some((spare_id, conn)) = spares.pop() {
+                    if spare_id == id {
+                        return Some(conn);
+                    }
+                    // A clone of a replaced connection: dropping it lets that connection go.
+                }
+                None
+            });
+            if let Some(conn) = spare {
+                return Some(Lease {
+                    store: self,
+                    id,
+                    conn,
+                });
+            }
+        }
         let shared = self.shared.load();
         let shared = shared.as_deref()?;
-        let spare = SPARES.with(|spares| {
-            let mut spares = spares.borrow_mut();
-            while let Some((id, conn)) = spares.pop() {
-                if id == shared.id {
-                    return Some(conn);
-                }
-                // A clone of a replaced connection: dropping it lets that connection go.
-            }
-            None
-        });
         Some(Lease {
             store: self,
             id: shared.id,
-            conn: spare.unwrap_or_else(|| shared.conn.clone()),
+            conn: shared.conn.clone(),
         })
+    }
+
+    /// Lets go of the connections when another backend replaced this one; calls still
+    /// running finish, uncached if they need Redis again.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.replace_shared(None);
+        self.pool.close();
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+        if let Some(near) = &self.near {
+            near.retire();
+        }
     }
 
     async fn admin_connection(&self) -> Result<deadpool_redis::Connection, CacheError> {
@@ -280,8 +322,7 @@ impl Lease<'_> {
     /// Keeps the clone for this thread's next call, unless the connection was replaced
     /// meanwhile. (A lease dropped instead, by a cancelled call, just drops its clone.)
     fn release(self) {
-        let current = self.store.shared.load().as_ref().map(|s| s.id);
-        if current == Some(self.id) {
+        if self.store.shared_id.load(Ordering::Acquire) == self.id {
             let _ = SPARES.try_with(|spares| {
                 let mut spares = spares.borrow_mut();
                 if spares.len() < SPARES_PER_THREAD {
