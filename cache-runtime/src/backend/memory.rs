@@ -58,15 +58,14 @@ impl MemoryStore {
         }
     }
 
-    /// The bytes under `key` and the time they have left, without touching the task budget.
-    pub(crate) fn lookup(&self, key: &str) -> Option<(Arc<[u8]>, Duration)> {
+    /// The bytes under `key` and when they expire, without touching the task budget.
+    pub(crate) fn lookup(&self, key: &str) -> Option<(Arc<[u8]>, Instant)> {
         if self.retired.load(Ordering::Relaxed) {
             return None;
         }
-        self.cache.get(key).map(|entry| {
-            let left = entry.expires_at.saturating_duration_since(Instant::now());
-            (entry.bytes, left)
-        })
+        self.cache
+            .get(key)
+            .map(|entry| (entry.bytes, entry.expires_at))
     }
 
     pub(crate) fn insert(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration) {
@@ -116,15 +115,21 @@ impl MemoryStore {
     }
 }
 
+/// The time an entry has left, when the caller wants it: reading the clock costs a little on
+/// every hit, and most functions never look.
+pub(crate) fn left(expires_at: Instant, want_ttl: bool) -> Option<Duration> {
+    want_ttl.then(|| expires_at.saturating_duration_since(Instant::now()))
+}
+
 impl Store for MemoryStore {
     type Bytes = Arc<[u8]>;
 
-    async fn get(&self, key: &str, _want_ttl: bool) -> Fetch<Arc<[u8]>> {
+    async fn get(&self, key: &str, want_ttl: bool) -> Fetch<Arc<[u8]>> {
         let found = self.lookup(key);
         // A memory hit does no I/O: spend the task's budget so busy callers still yield.
         tokio::task::coop::consume_budget().await;
         match found {
-            Some((bytes, left)) => Fetch::Hit(bytes, Some(left)),
+            Some((bytes, expires_at)) => Fetch::Hit(bytes, left(expires_at, want_ttl)),
             None => Fetch::Miss,
         }
     }

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
@@ -54,7 +54,8 @@ impl Near {
         }
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<(Arc<[u8]>, Duration)> {
+    /// A copy of the entry under `key` and when it expires.
+    pub(crate) fn get(&self, key: &str) -> Option<(Arc<[u8]>, Instant)> {
         if self.live.load(Ordering::Acquire) {
             self.entries.lookup(key)
         } else {

@@ -582,10 +582,13 @@ impl Store for RedisStore {
     type Bytes = RedisBytes;
 
     async fn get(&self, key: &str, want_ttl: bool) -> Fetch<RedisBytes> {
-        if let Some((bytes, left)) = self.near.as_ref().and_then(|near| near.get(key)) {
+        if let Some((bytes, expires_at)) = self.near.as_ref().and_then(|near| near.get(key)) {
             bump(Count::LocalHits);
             tokio::task::coop::consume_budget().await;
-            return Fetch::Hit(RedisBytes::Shared(bytes), Some(left));
+            return Fetch::Hit(
+                RedisBytes::Shared(bytes),
+                super::memory::left(expires_at, want_ttl),
+            );
         }
         let Some(permit) = self.breaker.permit() else {
             // Open circuit: no I/O happens, so spend budget to keep busy loops from starving.
