@@ -282,7 +282,8 @@ impl Ticket {
                         match self.backend.flights.join(&self.key) {
                             Join::Lead(lead) => {
                                 bump(Count::Refreshes);
-                                return self.compute(Some(lead), body, true, Some(value)).await;
+                                return Box::pin(self.compute(Some(lead), body, true, Some(value)))
+                                    .await;
                             }
                             Join::Follow(_) => return O::from_value(value),
                         }
@@ -310,7 +311,8 @@ impl Ticket {
                 }
             }
         }
-        self.compute(lead, body, store, stale).await
+        // Boxed, like everything only a miss needs: a hit then moves and polls a small future.
+        Box::pin(self.compute(lead, body, store, stale)).await
     }
 
     /// Runs the body (under the cross-process lock, when asked for), stores and shares its

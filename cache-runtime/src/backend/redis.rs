@@ -137,9 +137,17 @@ impl RedisStore {
     /// The shared connection, reconnecting through the pool if there is none; `None` when
     /// Redis cannot be reached.
     async fn connection(&self) -> Option<Lease<'_>> {
-        if let Some(lease) = self.lease() {
-            return Some(lease);
+        match self.lease() {
+            Some(lease) => Some(lease),
+            // Boxed: connecting is a large future (deadpool, the TCP and TLS handshakes), and
+            // every call that awaits `connection` would otherwise carry its size (~7 KB),
+            // hits included, which then move it around and spread over more cache lines.
+            None => Box::pin(self.reconnect()).await,
         }
+    }
+
+    /// The slow path of [`connection`](Self::connection).
+    async fn reconnect(&self) -> Option<Lease<'_>> {
         if self.retired.load(Ordering::Acquire) {
             return None;
         }
