@@ -12,7 +12,15 @@
 //! workers, user + system) and of redis-server, from `/proc/{pid}/stat`. The miss section
 //! compares cold calls of `#[cache]` with the hand-written cache-aside, with the 1 ms body and
 //! with a body that costs nothing, and splits each 1 ms miss into before / in / after the body.
-//! `COMPARE_ONLY=ours,hand` (names from the table, plus `redis-b` and `miss`) runs a subset.
+//!
+//! Timings on a shared 2-core machine swing by several per cent from one second to the next,
+//! so the bench also counts instructions per hot hit of each variant with callgrind (valgrind),
+//! which is the same from run to run: one task, `CALLGRIND_HITS` hits between two marker
+//! functions, every thread of the process counted. The dumps stay in `target/callgrind/` for
+//! `callgrind_annotate`. Without valgrind that section says so and the rest runs.
+//!
+//! `COMPARE_ONLY=ours,hand` (names from the table, plus `redis-b`, `miss` and `callgrind`)
+//! runs a subset.
 //!
 //! The bench starts its own `redis-server` on a free loopback port (never 6379) and stops it
 //! when done, on panic too. Every loop is bounded in count and time; a watchdog ends the run
@@ -52,6 +60,10 @@ const WATCHDOG: Duration = Duration::from_secs(170);
 const REDIS_BENCHMARK_LIMIT: Duration = Duration::from_secs(15);
 /// Expiry of every entry, in seconds.
 const TTL: u64 = 600;
+/// Hot hits per variant counted under callgrind (one task, current-thread runtime).
+const CALLGRIND_HITS: u64 = 3_000;
+/// How long one callgrind run may take before it is killed.
+const CALLGRIND_LIMIT: Duration = Duration::from_secs(40);
 
 // ---------------------------------------------------------------------------------------------
 // The workload
@@ -637,6 +649,150 @@ impl Drop for Watchdog {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Instructions per hit (callgrind)
+
+/// Marks the start of the counted hits: callgrind zeroes its counters when it is entered.
+#[inline(never)]
+#[no_mangle]
+extern "C" fn compare_hits_start() {
+    black_box(());
+}
+
+/// Marks their end: callgrind writes the counters when it is entered.
+#[inline(never)]
+#[no_mangle]
+extern "C" fn compare_hits_end() {
+    black_box(());
+}
+
+/// The process callgrind runs: `CALLGRIND_HITS` hot hits of one variant on one task, between
+/// the two markers. Every thread is counted (the runtime's I/O driver, redis-rs's connection
+/// task), so the count is the whole cost of a hit in this process, and it is the same from
+/// run to run whatever else the machine does.
+fn callgrind_child(variant: &str, url: &str) {
+    REDIS_URL.set(url.to_owned()).expect("set once");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let mut caller = match variant {
+            "ours" | "ours+l1" => {
+                let mut config = CacheConfig::redis(url);
+                if variant == "ours+l1" {
+                    config = config.local_cache(10_000);
+                }
+                cache_runtime::init(config)
+                    .await
+                    .expect("init cache_runtime");
+                // The near-cache serves once its invalidation channel is subscribed.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Caller::Ours
+            }
+            "hand" => Caller::Hand(
+                redis::Client::open(url)
+                    .expect("url")
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("hand connection"),
+            ),
+            "cached" => Caller::Cached,
+            other => panic!("unknown variant {other}"),
+        };
+        // One pass over the ids the parent warmed: connects, and fills the near-cache.
+        for id in 0..HOT_IDS {
+            black_box(caller.call(id).await);
+        }
+        compare_hits_start();
+        for i in 0..CALLGRIND_HITS {
+            black_box(caller.call(i % HOT_IDS).await);
+        }
+        compare_hits_end();
+    });
+}
+
+/// Instructions per hot hit of each variant under callgrind, or why there are none.
+fn instructions(url: &str, variants: &[Variant]) -> Result<Vec<(Variant, f64, PathBuf)>, String> {
+    let valgrind = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .map_err(|_| "valgrind is not installed".to_owned())?;
+    if !valgrind.status.success() {
+        return Err("valgrind --version failed".into());
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = PathBuf::from("target/callgrind");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for &variant in variants {
+        let file = dir.join(format!("compare-{}.out", variant.name()));
+        let part = PathBuf::from(format!("{}.1", file.display()));
+        let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_file(&part);
+        let mut child = Command::new("valgrind")
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", file.display()))
+            .arg("--zero-before=compare_hits_start")
+            .arg("--dump-before=compare_hits_end")
+            .arg(&exe)
+            .env("COMPARE_CALLGRIND_CHILD", variant.name())
+            .env("COMPARE_REDIS_URL", url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run valgrind: {e}"))?;
+        let deadline = Instant::now() + CALLGRIND_LIMIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{} took over {CALLGRIND_LIMIT:?}", variant.name()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if !status.success() {
+            return Err(format!("the {} run failed: {status}", variant.name()));
+        }
+        let text = std::fs::read_to_string(&part)
+            .map_err(|e| format!("no dump {}: {e}", part.display()))?;
+        let total: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("summary:")
+                    .or_else(|| l.strip_prefix("totals:"))
+            })
+            .and_then(|n| n.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("no total in {}", part.display()))?;
+        out.push((variant, total / CALLGRIND_HITS as f64, part));
+    }
+    Ok(out)
+}
+
+/// The functions with the most instructions of their own in a callgrind dump.
+fn top_functions(part: &std::path::Path, n: usize) -> Vec<String> {
+    let Ok(output) = Command::new("callgrind_annotate")
+        .arg("--inclusive=no")
+        .arg(part)
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .skip_while(|l| !l.contains("file:function"))
+        .skip(2)
+        .filter(|l| !l.trim().is_empty())
+        .take(n)
+        .map(|l| l.trim().chars().take(150).collect())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
 // The run
 
 fn median_by<T: Copy>(items: &[T], key: impl Fn(&T) -> f64) -> T {
@@ -670,8 +826,8 @@ fn grouped(n: f64) -> String {
     out
 }
 
-/// What to run: `COMPARE_ONLY=hand,cached` (names from the table, plus `redis-b` and `miss`)
-/// runs a subset; unset, everything runs.
+/// What to run: `COMPARE_ONLY=hand,cached` (names from the table, plus `redis-b`, `miss` and
+/// `callgrind`) runs a subset; unset, everything runs.
 fn selected(name: &str) -> bool {
     match std::env::var("COMPARE_ONLY") {
         Ok(only) if !only.trim().is_empty() => only.split(',').any(|n| n.trim() == name),
@@ -805,6 +961,13 @@ fn loadavg() -> String {
 }
 
 fn main() {
+    if let (Ok(variant), Ok(url)) = (
+        std::env::var("COMPARE_CALLGRIND_CHILD"),
+        std::env::var("COMPARE_REDIS_URL"),
+    ) {
+        callgrind_child(&variant, &url);
+        return;
+    }
     let wall = Instant::now();
     let load_before = loadavg();
     let machine_before = machine_cpu();
@@ -956,6 +1119,9 @@ fn main() {
             (commands, slow, splits, instant)
         })
     });
+
+    // Instructions per hit, counted by callgrind: what the noisy timings cannot settle.
+    let counted = selected("callgrind").then(|| instructions(&url, &variants));
 
     // ---- the report ----
     println!();
@@ -1138,6 +1304,34 @@ fn main() {
             "  redis commands of 20 misses of ours (namespace \"bench\"): {}",
             show_counts(commands, true)
         );
+    }
+
+    match &counted {
+        Some(Ok(rows)) if !rows.is_empty() => {
+            println!();
+            println!(
+                "instructions per hot hit, counted by callgrind ({CALLGRIND_HITS} hits, 1 task, \
+                 current-thread runtime, every thread of the process; the same from run to run):"
+            );
+            let of = |v: Variant| rows.iter().find(|r| r.0 == v).map(|r| r.1);
+            for (variant, per_hit, _) in rows {
+                let vs_hand = of(Variant::Hand)
+                    .map(|hand| format!("   {:.2}x hand's", per_hit / hand))
+                    .unwrap_or_default();
+                println!("  {:<8} {:>9}{vs_hand}", variant.name(), grouped(*per_hit));
+            }
+            if let Some((_, _, part)) = rows.iter().find(|r| r.0 == Variant::Ours) {
+                println!(
+                    "  ours, the functions with the most instructions of their own ({}):",
+                    part.display()
+                );
+                for line in top_functions(part, 12) {
+                    println!("    {line}");
+                }
+            }
+        }
+        Some(Err(why)) => println!("\ninstructions per hit: not counted ({why})"),
+        _ => {}
     }
 
     if !hot_commands.is_empty() {

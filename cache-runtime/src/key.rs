@@ -92,12 +92,31 @@ pub(crate) fn hashed(
         out.push('>');
     }
     out.push(':');
-    for byte in sum {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.push(HEX[usize::from(byte >> 4)] as char);
-        out.push(HEX[usize::from(byte & 0xf)] as char);
-    }
+    out.push_str(&hex(&sum.into()));
     Ok(out)
+}
+
+/// Lower-case hex of a digest, built on the stack: pushing 32 `char`s one by one costs more
+/// than the digest's last block.
+fn hex(sum: &[u8; 16]) -> HexDigest {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(sum) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    HexDigest(out)
+}
+
+/// 32 ASCII hex digits.
+struct HexDigest([u8; 32]);
+
+impl std::ops::Deref for HexDigest {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Only ASCII digits and letters were written, so this never fails.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// Feeds serializer output straight into the digest, so no intermediate string is built.

@@ -604,7 +604,12 @@ impl Store for RedisStore {
             tokio::task::coop::consume_budget().await;
             return Fetch::Unavailable;
         };
-        let Some(mut conn) = self.connection().await else {
+        // `connection()`, spelled out: a hit then neither creates nor polls another future.
+        let lease = match self.lease() {
+            Some(lease) => Some(lease),
+            None => Box::pin(self.reconnect()).await,
+        };
+        let Some(mut conn) = lease else {
             permit.failure();
             tokio::task::coop::consume_budget().await;
             return Fetch::Unavailable;
@@ -674,7 +679,12 @@ impl Store for RedisStore {
         let Some(permit) = self.breaker.permit() else {
             return;
         };
-        let Some(mut conn) = self.connection().await else {
+        // `connection()`, spelled out: a hit then neither creates nor polls another future.
+        let lease = match self.lease() {
+            Some(lease) => Some(lease),
+            None => Box::pin(self.reconnect()).await,
+        };
+        let Some(mut conn) = lease else {
             permit.failure();
             return;
         };
