@@ -46,3 +46,16 @@ fn a_cached_call_is_a_small_future() {
     let size = std::mem::size_of_val(&trivial(1));
     assert!(size <= 1024, "the future of a cached call is {size} bytes");
 }
+
+/// The memory store keeps the decoded value of a type that can be cloned: of a miss and three
+/// hits, only the first hit decodes JSON. A type that cannot be cloned is decoded every hit.
+/// A clear drops the decoded copy with the entry.
+#[tokio::test]
+async fn hits_clone_a_decoded_copy_instead_of_parsing_again() {
+    let _turn = memory().await;
+    assert_eq!(suite::decodes_of_a_miss_and_three_hits(1).await, (3, 3));
+    cache_runtime::clear_cache(cache_runtime::Scope::namespace("reuse"))
+        .await
+        .unwrap();
+    assert_eq!(suite::decodes_of_a_miss_and_three_hits(1).await, (3, 3));
+}

@@ -283,3 +283,23 @@ async fn init_again_retires_the_old_backend() {
     assert_eq!(slow_while_reinit(21).await, 42, "the new backend caches");
     assert_eq!(cache_runtime::stats().misses, before + 1);
 }
+
+/// The near-cache keeps the decoded value of a type that can be cloned, like the memory
+/// store; Redis itself hands out fresh bytes, decoded on every hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_hits_clone_a_decoded_copy() {
+    let _turn = exclusive().await;
+    let server = RedisServer::start();
+    init_l1(&server).await;
+    assert_eq!(suite::decodes_of_a_miss_and_three_hits(1).await, (3, 3));
+    clear_cache(Scope::namespace("reuse")).await.unwrap();
+    assert_eq!(suite::decodes_of_a_miss_and_three_hits(1).await, (3, 3));
+    cache_runtime::init(CacheConfig::redis(server.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        suite::decodes_of_a_miss_and_three_hits(2).await,
+        (9, 3),
+        "without a near-cache every Redis hit decodes"
+    );
+}

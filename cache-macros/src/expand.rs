@@ -408,6 +408,7 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
         &format!("{}u64", args.expire.unwrap_or(DEFAULT_EXPIRE)),
         Span::call_site(),
     );
+    let resolved_mode = mode;
     let mode = Ident::new(mode.function_name(), ret_span);
     let mode = quote_spanned!(ret_span=> ::cache_runtime::__private::#mode);
 
@@ -433,8 +434,27 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
     brace.surround(&mut block, |tokens| tokens.extend(body));
     // Spanned at the return type, so that a return type the runtime cannot store is reported
     // there rather than at the attribute.
+    // The value type, for the runtime to keep decoded copies of types that can be cloned.
+    // Spanned at the return type like the call, so that a value type the runtime cannot
+    // store is still reported there and not at the attribute.
+    let value_ty = match resolved_mode {
+        Mode::Value => quote_spanned!(ret_span=> #ret_ty),
+        Mode::Result => {
+            quote_spanned!(ret_span=> <#ret_ty as ::cache_runtime::__private::Fallible>::Ok)
+        }
+        Mode::Option => {
+            quote_spanned!(ret_span=> <#ret_ty as ::cache_runtime::__private::Optional>::Some)
+        }
+    };
+    let reuse = quote_spanned! {ret_span=>
+        {
+            #[allow(unused_imports)]
+            use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
+            (&&::cache_runtime::__private::Reusable::<#value_ty>::NEW).reuse()
+        }
+    };
     let call = quote_spanned! {ret_span=>
-        #mode(__cache_ticket, async move {
+        #mode(__cache_ticket, #reuse, async move {
             #fake_return
             #block
         })
@@ -514,7 +534,11 @@ mod tests {
                         ::cache_runtime::__private::arg(&b)
                     ]
                 );
-                ::cache_runtime::__private::value(__cache_ticket, async move {
+                ::cache_runtime::__private::value(__cache_ticket, {
+                    #[allow(unused_imports)]
+                    use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
+                    (&&::cache_runtime::__private::Reusable::<u64>::NEW).reuse()
+                }, async move {
                     #allow
                     if false {
                         let __cache_fake_return: u64 = ::core::unreachable!();
@@ -550,7 +574,11 @@ mod tests {
                     };
                 let __cache_ticket =
                     ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[]);
-                ::cache_runtime::__private::value(__cache_ticket, async move {
+                ::cache_runtime::__private::value(__cache_ticket, {
+                    #[allow(unused_imports)]
+                    use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
+                    (&&::cache_runtime::__private::Reusable::<()>::NEW).reuse()
+                }, async move {
                     #allow
                     if false {
                         let __cache_fake_return: () = ::core::unreachable!();

@@ -556,7 +556,8 @@ macro_rules! suite_cases {
             caching_can_be_switched_off_and_on,
             oversized_values_are_not_stored,
             entries_near_expiry_are_refreshed_by_one_caller,
-            a_stale_copy_is_served_when_the_body_fails
+            a_stale_copy_is_served_when_the_body_fails,
+            a_key_shared_by_two_types_never_crosses
         );
         #[tokio::test(flavor = "current_thread")]
         async fn busy_callers_do_not_starve_other_tasks() {
@@ -794,4 +795,106 @@ pub async fn a_stale_copy_is_served_when_the_body_fails() {
         fresh,
         "and the new value is stored"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoded copies: the memory store and the near-cache keep the decoded value of a type that
+// can be cloned, and later hits clone it instead of parsing JSON.
+
+static DECODES: AtomicUsize = AtomicUsize::new(0);
+static DECODES_NOT_CLONE: AtomicUsize = AtomicUsize::new(0);
+
+/// A value that counts its decodings, and can be cloned.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Cloneable(pub u64, pub String);
+
+impl<'de> Deserialize<'de> for Cloneable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DECODES.fetch_add(1, Ordering::SeqCst);
+        let (n, s) = <(u64, String)>::deserialize(d)?;
+        Ok(Cloneable(n, s))
+    }
+}
+
+/// A value that counts its decodings, and cannot be cloned.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct NotClone(pub u64, pub String);
+
+impl<'de> Deserialize<'de> for NotClone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DECODES_NOT_CLONE.fetch_add(1, Ordering::SeqCst);
+        let (n, s) = <(u64, String)>::deserialize(d)?;
+        Ok(NotClone(n, s))
+    }
+}
+
+#[cache(expire = 60, namespace = "reuse")]
+pub async fn cloneable(n: u64) -> Cloneable {
+    Cloneable(n, format!("value {n}"))
+}
+
+#[cache(expire = 60, namespace = "reuse")]
+pub async fn cloneable_result(n: u64) -> Result<Cloneable, String> {
+    Ok(Cloneable(n, format!("ok {n}")))
+}
+
+#[cache(expire = 60, namespace = "reuse")]
+pub async fn cloneable_option(n: u64) -> Option<Cloneable> {
+    Some(Cloneable(n, format!("some {n}")))
+}
+
+#[cache(expire = 60, namespace = "reuse")]
+pub async fn not_clone(n: u64) -> NotClone {
+    NotClone(n, format!("value {n}"))
+}
+
+/// A miss and three hits of each kind of function; returns how many times JSON was decoded
+/// for the three functions of a type that can be cloned, and for the one of a type that
+/// cannot. Every hit returns the stored value, whichever way it was made.
+pub async fn decodes_of_a_miss_and_three_hits(n: u64) -> (usize, usize) {
+    let cloned = DECODES.load(Ordering::SeqCst);
+    let not_cloned = DECODES_NOT_CLONE.load(Ordering::SeqCst);
+    for _ in 0..4 {
+        assert_eq!(cloneable(n).await, Cloneable(n, format!("value {n}")));
+    }
+    for _ in 0..4 {
+        assert_eq!(
+            cloneable_result(n).await,
+            Ok(Cloneable(n, format!("ok {n}")))
+        );
+    }
+    for _ in 0..4 {
+        assert_eq!(
+            cloneable_option(n).await,
+            Some(Cloneable(n, format!("some {n}")))
+        );
+    }
+    for _ in 0..4 {
+        assert_eq!(not_clone(n).await, NotClone(n, format!("value {n}")));
+    }
+    (
+        DECODES.load(Ordering::SeqCst) - cloned,
+        DECODES_NOT_CLONE.load(Ordering::SeqCst) - not_cloned,
+    )
+}
+
+#[cache(expire = 60, namespace = "reuse", key = "shared")]
+pub async fn shared_key_as_pair() -> (u64, u64) {
+    (1, 2)
+}
+
+#[cache(expire = 60, namespace = "reuse", key = "shared")]
+pub async fn shared_key_as_text() -> String {
+    "text".to_owned()
+}
+
+/// Two functions of different types under one key: neither is ever handed the other's
+/// value, decoded copy or not; each finds the other's JSON, counts it a miss, overwrites it.
+pub async fn a_key_shared_by_two_types_never_crosses() {
+    for _ in 0..3 {
+        assert_eq!(shared_key_as_pair().await, (1, 2));
+        assert_eq!(shared_key_as_pair().await, (1, 2));
+        assert_eq!(shared_key_as_text().await, "text");
+        assert_eq!(shared_key_as_text().await, "text");
+    }
 }

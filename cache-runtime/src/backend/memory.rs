@@ -1,8 +1,9 @@
 //! The in-memory backend (moka): the embedded default when no Redis is configured, and the
 //! storage of the Redis backend's near-cache.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
@@ -14,9 +15,36 @@ use crate::CacheError;
 
 #[derive(Clone)]
 struct Entry {
-    bytes: Arc<[u8]>,
+    slot: Arc<Slot>,
     ttl: Duration,
     expires_at: Instant,
+}
+
+/// One stored value: its bytes and, once a hit has decoded them for a type that can be
+/// cloned, that decoded value, so that later hits clone it instead of parsing JSON again
+/// (for a 155-byte struct, about 4,000 instructions of the 9,500 a near-cache hit cost).
+/// Storing a value makes a new slot, so a decoded copy never outlives its bytes.
+pub(crate) struct Slot {
+    bytes: Arc<[u8]>,
+    decoded: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Slot {
+    /// The decoded value, if a hit decoded one.
+    pub(crate) fn decoded(&self) -> Option<&(dyn Any + Send + Sync)> {
+        self.decoded.get().map(|value| &**value)
+    }
+
+    /// Keeps the decoded value for later hits; the first one kept stays.
+    pub(crate) fn keep(&self, value: Arc<dyn Any + Send + Sync>) {
+        let _ = self.decoded.set(value);
+    }
+}
+
+impl Slot {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// Gives each entry the TTL it was stored with, like `SET .. EX` does in Redis.
@@ -58,14 +86,14 @@ impl MemoryStore {
         }
     }
 
-    /// The bytes under `key` and when they expire, without touching the task budget.
-    pub(crate) fn lookup(&self, key: &str) -> Option<(Arc<[u8]>, Instant)> {
+    /// The value under `key` and when it expires, without touching the task budget.
+    pub(crate) fn lookup(&self, key: &str) -> Option<(Arc<Slot>, Instant)> {
         if self.retired.load(Ordering::Relaxed) {
             return None;
         }
         self.cache
             .get(key)
-            .map(|entry| (entry.bytes, entry.expires_at))
+            .map(|entry| (entry.slot, entry.expires_at))
     }
 
     pub(crate) fn insert(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration) {
@@ -76,7 +104,10 @@ impl MemoryStore {
         self.cache.insert(
             Arc::from(key),
             Entry {
-                bytes,
+                slot: Arc::new(Slot {
+                    bytes,
+                    decoded: OnceLock::new(),
+                }),
                 ttl,
                 expires_at,
             },
@@ -122,9 +153,9 @@ pub(crate) fn left(expires_at: Instant, want_ttl: bool) -> Option<Duration> {
 }
 
 impl Store for MemoryStore {
-    type Bytes = Arc<[u8]>;
+    type Bytes = Arc<Slot>;
 
-    async fn get(&self, key: &str, want_ttl: bool) -> Fetch<Arc<[u8]>> {
+    async fn get(&self, key: &str, want_ttl: bool) -> Fetch<Arc<Slot>> {
         let found = self.lookup(key);
         // A memory hit does no I/O: spend the task's budget so busy callers still yield.
         tokio::task::coop::consume_budget().await;

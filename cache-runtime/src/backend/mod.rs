@@ -23,10 +23,30 @@ pub(crate) enum Fetch<B> {
     Unavailable,
 }
 
+/// What a lookup hands out: the stored bytes, and where the store keeps a decoded copy, if
+/// it keeps one (the memory store and the near-cache do; Redis replies are fresh bytes).
+pub(crate) trait Held: Send {
+    fn bytes(&self) -> &[u8];
+
+    fn slot(&self) -> Option<&memory::Slot> {
+        None
+    }
+}
+
+impl Held for Arc<memory::Slot> {
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+
+    fn slot(&self) -> Option<&memory::Slot> {
+        Some(self)
+    }
+}
+
 /// One place to keep entries. Keys arrive complete (`{prefix}:{namespace}:{key}`).
 pub(crate) trait Store: Send + Sync {
     /// The stored bytes, borrowed or owned, whichever the store hands out cheaply.
-    type Bytes: AsRef<[u8]> + Send;
+    type Bytes: Held;
 
     /// The entry under `key`; with `want_ttl`, also the time it has left.
     fn get(&self, key: &str, want_ttl: bool) -> impl Future<Output = Fetch<Self::Bytes>> + Send;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use super::memory::MemoryStore;
+use super::memory::{MemoryStore, Slot};
 use crate::throttle::Throttle;
 
 static CHANNEL_DOWN: Throttle = Throttle::new();
@@ -55,7 +55,7 @@ impl Near {
     }
 
     /// A copy of the entry under `key` and when it expires.
-    pub(crate) fn get(&self, key: &str) -> Option<(Arc<[u8]>, Instant)> {
+    pub(crate) fn get(&self, key: &str) -> Option<(Arc<Slot>, Instant)> {
         if self.live.load(Ordering::Acquire) {
             self.entries.lookup(key)
         } else {

@@ -12,8 +12,9 @@ use deadpool_redis::{Manager, Pool, Runtime};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
 
+use super::memory::Slot;
 use super::near::{self, Near};
-use super::{scope_prefix, Fetch, Store};
+use super::{scope_prefix, Fetch, Held, Store};
 use crate::breaker::{Breaker, Circuit};
 use crate::clear::ScopeKind;
 use crate::config::CacheConfig;
@@ -344,14 +345,21 @@ impl Lease<'_> {
 /// What a Redis lookup hands out: bytes straight from the reply, or a near-cache copy.
 pub(crate) enum RedisBytes {
     Owned(Vec<u8>),
-    Shared(Arc<[u8]>),
+    Shared(Arc<Slot>),
 }
 
-impl AsRef<[u8]> for RedisBytes {
-    fn as_ref(&self) -> &[u8] {
+impl Held for RedisBytes {
+    fn bytes(&self) -> &[u8] {
         match self {
             RedisBytes::Owned(bytes) => bytes,
-            RedisBytes::Shared(bytes) => bytes,
+            RedisBytes::Shared(slot) => slot.as_bytes(),
+        }
+    }
+
+    fn slot(&self) -> Option<&Slot> {
+        match self {
+            RedisBytes::Owned(_) => None,
+            RedisBytes::Shared(slot) => Some(slot),
         }
     }
 }
