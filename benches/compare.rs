@@ -783,17 +783,28 @@ fn instructions(url: &str, variants: &[Variant]) -> Result<Vec<(Variant, f64, Pa
 /// The functions with the most instructions of their own in a callgrind dump.
 fn top_functions(part: &std::path::Path, n: usize) -> Vec<String> {
     let Ok(output) = Command::new("callgrind_annotate")
-        .arg("--inclusive=no")
+        .args(["--inclusive=no", "--threshold=100"])
         .arg(part)
         .output()
     else {
         return Vec::new();
     };
-    String::from_utf8_lossy(&output.stdout)
+    let count = |line: &str| -> u64 {
+        let first = line.split_whitespace().next().unwrap_or("");
+        first.replace(',', "").parse().unwrap_or(0)
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<&str> = text
         .lines()
         .skip_while(|l| !l.contains("file:function"))
         .skip(2)
-        .filter(|l| !l.trim().is_empty())
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    // A dump taken mid-run charges the whole run to the frames still on the stack (main,
+    // block_on, ...); they carry the total and are not the hit's own work.
+    let total = rows.first().map_or(0, |l| count(l));
+    rows.into_iter()
+        .filter(|l| count(l) < total)
         .take(n)
         .map(|l| l.trim().chars().take(150).collect())
         .collect()
