@@ -454,7 +454,7 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
         }
     };
     let call = quote_spanned! {ret_span=>
-        #mode(__cache_ticket, #reuse, async move {
+        #mode(__cache_ticket, #reuse, move || async move {
             #fake_return
             #block
         })
@@ -538,7 +538,7 @@ mod tests {
                     #[allow(unused_imports)]
                     use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
                     (&&::cache_runtime::__private::Reusable::<u64>::NEW).reuse()
-                }, async move {
+                }, move || async move {
                     #allow
                     if false {
                         let __cache_fake_return: u64 = ::core::unreachable!();
@@ -578,7 +578,7 @@ mod tests {
                     #[allow(unused_imports)]
                     use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
                     (&&::cache_runtime::__private::Reusable::<()>::NEW).reuse()
-                }, async move {
+                }, move || async move {
                     #allow
                     if false {
                         let __cache_fake_return: () = ::core::unreachable!();

@@ -360,10 +360,10 @@ impl Ticket {
     /// Cache-aside with single-flight: a hit returns the stored value; on a miss one caller
     /// per key runs its body, stores the result and shares it with the callers that missed
     /// meanwhile.
-    async fn run<O: Outcome, F: Future<Output = O>>(
+    async fn run<O: Outcome, B: FnOnce() -> F, F: Future<Output = O>>(
         self,
         reuse: Option<Reuse<O::Value>>,
-        body: F,
+        body: B,
     ) -> O {
         let spec = self.spec;
         let stale_window = Duration::from_secs(spec.stale_if_error);
@@ -416,10 +416,10 @@ impl Ticket {
 
     /// Runs the body (under the cross-process lock, when asked for), stores and shares its
     /// result; with a stale copy, a failing body (an `Err`, a panic) gets the copy instead.
-    async fn compute<O: Outcome, F: Future<Output = O>>(
+    async fn compute<O: Outcome, B: FnOnce() -> F, F: Future<Output = O>>(
         &self,
         lead: Option<Lead<'_>>,
-        body: F,
+        body: B,
         store: bool,
         stale: Option<O::Value>,
     ) -> O {
@@ -449,8 +449,8 @@ impl Ticket {
             }
         }
         let outcome = match stale {
-            None => body.await,
-            Some(stale) => match AssertUnwindSafe(body).catch_unwind().await {
+            None => body().await,
+            Some(stale) => match AssertUnwindSafe(body()).catch_unwind().await {
                 Ok(outcome) if !outcome.failed() => outcome,
                 failed => {
                     bump(Count::StaleServed);
@@ -541,42 +541,51 @@ fn oversized(key: &str, size: usize, max: usize) {
     }
 }
 
-/// Cache-aside for a function returning a plain value.
-pub async fn value<T, F>(ticket: Option<Ticket>, reuse: Option<Reuse<T>>, body: F) -> T
+/// Cache-aside for a function returning a plain value. `body` makes the function's original
+/// body: on a hit it is never called, so the hit's future does not hold the body's.
+pub async fn value<T, B, F>(ticket: Option<Ticket>, reuse: Option<Reuse<T>>, body: B) -> T
 where
     T: Serialize + DeserializeOwned,
+    B: FnOnce() -> F,
     F: Future<Output = T>,
 {
     match ticket {
-        None => body.await,
-        Some(ticket) => ticket.run(reuse, async { Plain(body.await) }).await.0,
+        None => body().await,
+        Some(ticket) => {
+            ticket
+                .run(reuse, move || async move { Plain(body().await) })
+                .await
+                .0
+        }
     }
 }
 
 /// Cache-aside for a function returning `Result`: only `Ok` is stored.
-pub async fn result<T, E, F>(
+pub async fn result<T, E, B, F>(
     ticket: Option<Ticket>,
     reuse: Option<Reuse<T>>,
-    body: F,
+    body: B,
 ) -> Result<T, E>
 where
     T: Serialize + DeserializeOwned,
+    B: FnOnce() -> F,
     F: Future<Output = Result<T, E>>,
 {
     match ticket {
-        None => body.await,
+        None => body().await,
         Some(ticket) => ticket.run(reuse, body).await,
     }
 }
 
 /// Cache-aside for a function returning `Option`: only `Some` is stored.
-pub async fn option<T, F>(ticket: Option<Ticket>, reuse: Option<Reuse<T>>, body: F) -> Option<T>
+pub async fn option<T, B, F>(ticket: Option<Ticket>, reuse: Option<Reuse<T>>, body: B) -> Option<T>
 where
     T: Serialize + DeserializeOwned,
+    B: FnOnce() -> F,
     F: Future<Output = Option<T>>,
 {
     match ticket {
-        None => body.await,
+        None => body().await,
         Some(ticket) => ticket.run(reuse, body).await,
     }
 }
