@@ -71,6 +71,6 @@ impl Scope {
 /// ```
 pub async fn clear_cache(scope: Scope) -> Result<u64, CacheError> {
     scope.validate()?;
-    let backend = backend::current().ok_or(CacheError::NotInitialized)?;
+    let backend = backend::current_arc().ok_or(CacheError::NotInitialized)?;
     backend.clear(&scope.0).await
 }

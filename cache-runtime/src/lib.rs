@@ -57,9 +57,8 @@ use config::Target;
 ///
 /// Calling it again replaces the backend. Calls already under way finish on the old one (a
 /// miss among them is not stored); the old one's connections are closed, its near-cache stops
-/// listening and its entries are dropped. Its bookkeeping (a few kilobytes) stays for the
-/// life of the process, so that cached calls borrow the backend without counting references:
-/// call `init` at start-up or on a configuration change, not per request.
+/// listening and its entries are dropped at once, and the rest of it when the last of those
+/// calls ends.
 /// Errors come only from the configuration (a malformed URL, a zero timeout): a Redis that is
 /// unreachable now is retried later, and the functions run uncached meanwhile.
 ///
@@ -84,6 +83,7 @@ pub async fn init(config: CacheConfig) -> Result<(), CacheError> {
         )),
     };
     backend::install(Backend {
+        id: 0,
         prefix: config.prefix.as_str().into(),
         store,
         max_value_size: config.max_value_size,

@@ -76,7 +76,7 @@ fn random_fraction() -> f64 {
 
 /// One call's key, bound to the backend that was current when the call started.
 pub struct Ticket {
-    backend: &'static Backend,
+    backend: backend::Lent,
     key: String,
     spec: &'static Spec,
 }
@@ -209,7 +209,7 @@ pub fn keyed(spec: &'static Spec, key: impl Display) -> Option<Ticket> {
     Some(Ticket { backend, key, spec })
 }
 
-fn current() -> Option<&'static Backend> {
+fn current() -> Option<backend::Lent> {
     let backend = backend::current().filter(|_| crate::is_enabled());
     if backend.is_none() {
         bump(Count::Bypassed);
@@ -428,7 +428,7 @@ impl Ticket {
             match redis.lock(&self.key).await {
                 Locked::Acquired(token) => {
                     lock = Some(LockGuard {
-                        backend: self.backend,
+                        backend: self.backend.to_arc(),
                         key: self.key.clone(),
                         token: Some(token),
                     })
@@ -487,7 +487,7 @@ impl Ticket {
 /// call is cancelled, released from a spawned task, so that other processes need not wait
 /// for the lock to expire.
 struct LockGuard {
-    backend: &'static Backend,
+    backend: Arc<Backend>,
     key: String,
     token: Option<String>,
 }
@@ -508,7 +508,7 @@ impl Drop for LockGuard {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let backend = self.backend;
+        let backend = Arc::clone(&self.backend);
         let key = std::mem::take(&mut self.key);
         runtime.spawn(async move {
             if let AnyStore::Redis(redis) = &backend.store {

@@ -100,7 +100,7 @@ pub fn stats() -> Stats {
         refreshes: total(Count::Refreshes),
         skipped_open: total(Count::SkippedOpen),
         circuit_trips: total(Count::CircuitTrips),
-        circuit: crate::backend::current().map_or(Circuit::Closed, |b| b.circuit()),
+        circuit: crate::backend::current_arc().map_or(Circuit::Closed, |b| b.circuit()),
         enabled: crate::is_enabled(),
     }
 }

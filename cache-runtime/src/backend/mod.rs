@@ -5,9 +5,14 @@ pub(crate) mod memory;
 mod near;
 pub(crate) mod redis;
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 use std::time::Duration;
 
 use crate::clear::ScopeKind;
@@ -60,6 +65,8 @@ pub(crate) trait Store: Send + Sync {
 
 /// The configured backend with the key prefix every entry lives under.
 pub(crate) struct Backend {
+    /// Set by [`install`]; tells a thread's kept references of a replaced backend apart.
+    pub(crate) id: u64,
     pub(crate) prefix: Box<str>,
     pub(crate) store: AnyStore,
     /// Larger encoded values are not stored.
@@ -98,24 +105,100 @@ impl Backend {
     }
 }
 
-/// Read on every cached call; written only by `init`. A backend, once installed, is never
-/// freed: every call borrows it for `'static`, so the hot path touches no reference count
-/// (two atomic writes per call to a cache line every core shares, as an `Arc` would cost).
-/// Replacing it retires the old one instead, which releases its connections and entries.
-static CURRENT: AtomicPtr<Backend> = AtomicPtr::new(std::ptr::null_mut());
+/// Written only by `init`; read by every call through [`current`].
+static CURRENT: ArcSwapOption<Backend> = ArcSwapOption::const_empty();
+/// The id of the backend in `CURRENT` (0: none): one atomic load tells a call whether the
+/// references its thread keeps are still current.
+static CURRENT_ID: AtomicU64 = AtomicU64::new(0);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-pub(crate) fn current() -> Option<&'static Backend> {
-    let backend = CURRENT.load(Ordering::Acquire);
-    // SAFETY: non-null pointers in CURRENT come from `Box::leak` in `install` and are never
-    // freed, so they stay valid for the rest of the process.
-    unsafe { backend.as_ref() }
+/// How many references to the backend a thread keeps for its calls.
+const SPARES_PER_THREAD: usize = 64;
+
+thread_local! {
+    /// References to the current backend that this thread's calls gave back. Cloning and
+    /// dropping an `Arc` per call writes its count, a cache line every core shares; moving one
+    /// in and out of a thread's own list writes nothing shared.
+    static SPARES: RefCell<Vec<Arc<Backend>>> = const { RefCell::new(Vec::new()) };
 }
 
-pub(crate) fn install(backend: Backend) {
-    let new: &'static mut Backend = Box::leak(Box::new(backend));
-    let old = CURRENT.swap(new, Ordering::AcqRel);
-    // SAFETY: as in `current`: the old pointer came from `Box::leak` and is still valid.
-    if let Some(old) = unsafe { old.as_ref() } {
+/// The backend, lent to one call; given back to the thread it ends on.
+pub(crate) struct Lent(ManuallyDrop<Arc<Backend>>);
+
+impl Lent {
+    /// A reference of its own, for work that outlives the call (a spawned unlock).
+    pub(crate) fn to_arc(&self) -> Arc<Backend> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl Deref for Lent {
+    type Target = Backend;
+
+    fn deref(&self) -> &Backend {
+        &self.0
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is not used again: this is the end of `self`.
+        let backend = unsafe { ManuallyDrop::take(&mut self.0) };
+        if backend.id != CURRENT_ID.load(Ordering::Acquire) {
+            return; // Replaced meanwhile: this reference goes, and with the last one the backend.
+        }
+        let unkept = SPARES
+            .try_with(|spares| {
+                let mut spares = spares.borrow_mut();
+                if spares.len() < SPARES_PER_THREAD {
+                    spares.push(backend);
+                    None
+                } else {
+                    Some(backend)
+                }
+            })
+            .ok()
+            .flatten();
+        drop(unkept);
+    }
+}
+
+/// The current backend, or `None` before `init`.
+pub(crate) fn current() -> Option<Lent> {
+    let id = CURRENT_ID.load(Ordering::Acquire);
+    if id == 0 {
+        return None;
+    }
+    let (spare, stale) = SPARES
+        .try_with(|spares| {
+            let mut spares = spares.borrow_mut();
+            match spares.last() {
+                Some(backend) if backend.id == id => (spares.pop(), Vec::new()),
+                // All of a replaced backend: let them go (outside the borrow).
+                _ => (None, std::mem::take(&mut *spares)),
+            }
+        })
+        .unwrap_or_default();
+    drop(stale);
+    let backend = match spare {
+        Some(backend) => backend,
+        None => CURRENT.load_full()?,
+    };
+    Some(Lent(ManuallyDrop::new(backend)))
+}
+
+/// The current backend for work off the hot path (clearing, stats).
+pub(crate) fn current_arc() -> Option<Arc<Backend>> {
+    CURRENT.load_full()
+}
+
+pub(crate) fn install(mut backend: Backend) {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    backend.id = id;
+    let old = CURRENT.swap(Some(Arc::new(backend)));
+    CURRENT_ID.store(id, Ordering::Release);
+    if let Some(old) = old {
+        // Calls under way keep it alive until they end; its connections and entries go now.
         old.retire();
     }
 }
@@ -126,5 +209,38 @@ pub(crate) fn scope_prefix(prefix: &str, scope: &ScopeKind) -> (String, bool) {
         ScopeKind::Key { namespace, key } => (format!("{prefix}:{namespace}:{key}"), true),
         ScopeKind::Namespace(ns) => (format!("{prefix}:{ns}:"), false),
         ScopeKind::All => (format!("{prefix}:"), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory_backend() -> Backend {
+        Backend {
+            id: 0,
+            prefix: "p".into(),
+            store: AnyStore::Memory(memory::MemoryStore::new("p", 100)),
+            max_value_size: 1024,
+            flights: crate::flight::Flights::default(),
+        }
+    }
+
+    /// A replaced backend lives until the calls that hold it end and every thread lets go of
+    /// the references it kept: it is freed, not leaked.
+    #[test]
+    fn a_replaced_backend_is_freed_once_its_calls_end() {
+        install(memory_backend());
+        let first = current().expect("installed");
+        let kept = current().expect("installed");
+        drop(kept); // back to this thread's spares
+        let weak = Arc::downgrade(&first.to_arc());
+        install(memory_backend());
+        assert!(weak.upgrade().is_some(), "a call still holds it");
+        drop(first);
+        let second = current().expect("installed");
+        assert_ne!(second.id, weak.upgrade().map_or(0, |b| b.id));
+        drop(second);
+        assert!(weak.upgrade().is_none(), "the replaced backend was freed");
     }
 }
