@@ -44,11 +44,11 @@ use serde::{Deserialize, Serialize};
 /// Ids warmed before measuring; hot loops only ever ask for these.
 const HOT_IDS: u64 = 1_000;
 /// How long one measurement runs.
-const MEASURE: Duration = Duration::from_millis(1_200);
+const MEASURE: Duration = Duration::from_millis(600);
 /// An unrecorded run before each measurement, at the same concurrency.
-const SETTLE: Duration = Duration::from_millis(200);
+const SETTLE: Duration = Duration::from_millis(150);
 /// Rounds of the whole alternation; the table shows the median one.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 10;
 const CONCURRENCY: [usize; 2] = [1, 64];
 /// Latency samples kept per measurement, over all tasks (u32 nanoseconds: 32 MB at most).
 const MAX_SAMPLES: usize = 8_000_000;
