@@ -34,6 +34,7 @@ mod config;
 mod error;
 mod flight;
 mod key;
+mod spares;
 mod stats;
 mod throttle;
 

@@ -5,7 +5,6 @@ pub(crate) mod memory;
 mod near;
 pub(crate) mod redis;
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
@@ -16,6 +15,7 @@ use arc_swap::ArcSwapOption;
 use std::time::Duration;
 
 use crate::clear::ScopeKind;
+use crate::spares::Spares;
 use crate::CacheError;
 
 /// The result of a lookup on the hot path. Errors are already logged and counted by the
@@ -112,14 +112,9 @@ static CURRENT: ArcSwapOption<Backend> = ArcSwapOption::const_empty();
 static CURRENT_ID: AtomicU64 = AtomicU64::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// How many references to the backend a thread keeps for its calls.
-const SPARES_PER_THREAD: usize = 64;
-
 thread_local! {
-    /// References to the current backend that this thread's calls gave back. Cloning and
-    /// dropping an `Arc` per call writes its count, a cache line every core shares; moving one
-    /// in and out of a thread's own list writes nothing shared.
-    static SPARES: RefCell<Vec<Arc<Backend>>> = const { RefCell::new(Vec::new()) };
+    /// References to the backend this thread's calls gave back (see [`Spares`]).
+    static SPARES: Spares<Arc<Backend>> = const { Spares::new(64) };
 }
 
 /// The backend, lent to one call; given back to the thread it ends on.
@@ -144,22 +139,13 @@ impl Drop for Lent {
     fn drop(&mut self) {
         // SAFETY: `self.0` is not used again: this is the end of `self`.
         let backend = unsafe { ManuallyDrop::take(&mut self.0) };
-        if backend.id != CURRENT_ID.load(Ordering::Acquire) {
-            return; // Replaced meanwhile: this reference goes, and with the last one the backend.
-        }
-        let unkept = SPARES
-            .try_with(|spares| {
-                let mut spares = spares.borrow_mut();
-                if spares.len() < SPARES_PER_THREAD {
-                    spares.push(backend);
-                    None
-                } else {
-                    Some(backend)
-                }
-            })
-            .ok()
-            .flatten();
-        drop(unkept);
+        // A replaced backend's reference goes, and with the last one the backend.
+        Spares::give(
+            &SPARES,
+            backend.id,
+            CURRENT_ID.load(Ordering::Acquire),
+            backend,
+        );
     }
 }
 
@@ -169,18 +155,7 @@ pub(crate) fn current() -> Option<Lent> {
     if id == 0 {
         return None;
     }
-    let (spare, stale) = SPARES
-        .try_with(|spares| {
-            let mut spares = spares.borrow_mut();
-            match spares.last() {
-                Some(backend) if backend.id == id => (spares.pop(), Vec::new()),
-                // All of a replaced backend: let them go (outside the borrow).
-                _ => (None, std::mem::take(&mut *spares)),
-            }
-        })
-        .unwrap_or_default();
-    drop(stale);
-    let backend = match spare {
+    let backend = match Spares::take(&SPARES, id) {
         Some(backend) => backend,
         None => CURRENT.load_full()?,
     };

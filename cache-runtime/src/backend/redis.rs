@@ -2,7 +2,6 @@
 //! shares one multiplexed connection, so a hit costs one `GET` round trip and concurrent
 //! callers pipeline over the same socket instead of checking out (and PINGing) per call.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use super::{scope_prefix, Fetch, Held, Store};
 use crate::breaker::{Breaker, Circuit};
 use crate::clear::ScopeKind;
 use crate::config::CacheConfig;
+use crate::spares::Spares;
 use crate::stats::{bump, Count};
 use crate::throttle::{now_ms, Throttle};
 use crate::{key, CacheError};
@@ -232,17 +232,7 @@ impl RedisStore {
     fn lease(&self) -> Option<Lease<'_>> {
         let id = self.shared_id.load(Ordering::Acquire);
         if id != 0 {
-            let spare = SPARES.with(|spares| {
-                let mut spares = spares.borrow_mut();
-                while let Some((spare_id, conn)) = spares.pop() {
-                    if spare_id == id {
-                        return Some(conn);
-                    }
-                    // A clone of a replaced connection: dropping it lets that connection go.
-                }
-                None
-            });
-            if let Some(conn) = spare {
+            if let Some(conn) = Spares::take(&SPARES, id) {
                 return Some(Lease {
                     store: self,
                     id,
@@ -310,14 +300,10 @@ pub(crate) struct Shared {
 
 static NEXT_SHARED_ID: AtomicU64 = AtomicU64::new(1);
 
-/// How many clones of the shared connection a thread keeps for the calls it runs.
-const SPARES_PER_THREAD: usize = 32;
-
 thread_local! {
-    /// Clones of shared connections this thread's calls have returned. Cloning and dropping a
-    /// `MultiplexedConnection` costs several atomic operations on cache lines every core
-    /// shares; reusing a clone costs none.
-    static SPARES: RefCell<Vec<(u64, MultiplexedConnection)>> = const { RefCell::new(Vec::new()) };
+    /// Clones of the shared connection this thread's calls gave back (see [`Spares`]): a
+    /// `MultiplexedConnection` clone costs several shared reference counts.
+    static SPARES: Spares<MultiplexedConnection> = const { Spares::new(32) };
 }
 
 /// A clone of the shared connection for one call.
@@ -331,14 +317,8 @@ impl Lease<'_> {
     /// Keeps the clone for this thread's next call, unless the connection was replaced
     /// meanwhile. (A lease dropped instead, by a cancelled call, just drops its clone.)
     fn release(self) {
-        if self.store.shared_id.load(Ordering::Acquire) == self.id {
-            let _ = SPARES.try_with(|spares| {
-                let mut spares = spares.borrow_mut();
-                if spares.len() < SPARES_PER_THREAD {
-                    spares.push((self.id, self.conn));
-                }
-            });
-        }
+        let current = self.store.shared_id.load(Ordering::Acquire);
+        Spares::give(&SPARES, self.id, current, self.conn);
     }
 }
 
@@ -612,12 +592,7 @@ impl Store for RedisStore {
             tokio::task::coop::consume_budget().await;
             return Fetch::Unavailable;
         };
-        // `connection()`, spelled out: a hit then neither creates nor polls another future.
-        let lease = match self.lease() {
-            Some(lease) => Some(lease),
-            None => Box::pin(self.reconnect()).await,
-        };
-        let Some(mut conn) = lease else {
+        let Some(mut conn) = self.connection().await else {
             permit.failure();
             tokio::task::coop::consume_budget().await;
             return Fetch::Unavailable;
@@ -687,12 +662,7 @@ impl Store for RedisStore {
         let Some(permit) = self.breaker.permit() else {
             return;
         };
-        // `connection()`, spelled out: a hit then neither creates nor polls another future.
-        let lease = match self.lease() {
-            Some(lease) => Some(lease),
-            None => Box::pin(self.reconnect()).await,
-        };
-        let Some(mut conn) = lease else {
+        let Some(mut conn) = self.connection().await else {
             permit.failure();
             return;
         };
