@@ -439,11 +439,8 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
     // store is still reported there and not at the attribute.
     let value_ty = match resolved_mode {
         Mode::Value => quote_spanned!(ret_span=> #ret_ty),
-        Mode::Result => {
-            quote_spanned!(ret_span=> <#ret_ty as ::cache_runtime::__private::Fallible>::Ok)
-        }
-        Mode::Option => {
-            quote_spanned!(ret_span=> <#ret_ty as ::cache_runtime::__private::Optional>::Some)
+        Mode::Result | Mode::Option => {
+            quote_spanned!(ret_span=> <#ret_ty as ::cache_runtime::__private::Outcome>::Value)
         }
     };
     let reuse = quote_spanned! {ret_span=>

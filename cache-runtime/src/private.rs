@@ -136,26 +136,6 @@ impl<T> ReuseNot<T> for Reusable<T> {
     }
 }
 
-/// The `Ok` type of a `Result`, for the macro to name a function's value type.
-pub trait Fallible {
-    /// `T` of `Result<T, E>`.
-    type Ok;
-}
-
-impl<T, E> Fallible for Result<T, E> {
-    type Ok = T;
-}
-
-/// The `Some` type of an `Option`, for the macro to name a function's value type.
-pub trait Optional {
-    /// `T` of `Option<T>`.
-    type Some;
-}
-
-impl<T> Optional for Option<T> {
-    type Some = T;
-}
-
 /// What an argument that is hashed into a key must be. Exists for its error message.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be hashed into a cache key: it does not implement `serde::Serialize`",
@@ -228,10 +208,13 @@ enum Lookup<T> {
 }
 
 /// How a cached function's result is shared and stored: all of a plain value, the `Ok` of a
-/// `Result`, the `Some` of an `Option`.
-trait Outcome {
+/// `Result`, the `Some` of an `Option`. The macro names a function's value type with it.
+pub trait Outcome {
+    /// What is stored: the plain value, `T` of `Result<T, E>`, `T` of `Option<T>`.
     type Value: Serialize + DeserializeOwned;
+    /// The part of the result to store, if any.
     fn cacheable(&self) -> Option<&Self::Value>;
+    /// The result for a stored value.
     fn from_value(value: Self::Value) -> Self;
     /// Whether the body failed, so that a stale copy is better (`Err`).
     fn failed(&self) -> bool {
