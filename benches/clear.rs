@@ -6,50 +6,16 @@
 //! SCAN-based clear has to walk). Then it checks that the namespace index does not grow when
 //! entries expire instead of being cleared.
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use cache_runtime::{cache, clear_cache, CacheConfig, Scope};
+use common::RedisServer;
 
 const OTHERS: u64 = 1_000_000;
 const ENTRIES: u64 = 10_000;
 const ROUNDS: usize = 5;
-
-struct Server(Child, u16);
-
-impl Server {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Server(child, port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.1)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[cache(expire = 600, namespace = "bench")]
 async fn entry(id: u64) -> u64 {
@@ -131,7 +97,7 @@ async fn scan_all(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let server = Server::start();
+    let server = RedisServer::start();
     let client = redis::Client::open(server.url()).expect("url");
     let mut admin = client
         .get_multiplexed_async_connection()

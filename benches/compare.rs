@@ -26,20 +26,21 @@
 //! when done, on panic too. Every loop is bounded in count and time; a watchdog ends the run
 //! (and the server) if it ever takes longer than `WATCHDOG`.
 
+mod common;
+
 use std::hint::black_box;
 use std::io::Read as _;
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cache_runtime::CacheConfig;
 use cached::macros::concurrent_cached;
+use common::{make_product, Product, RedisServer};
 use md5::{Digest, Md5};
 use redis::aio::MultiplexedConnection;
-use serde::{Deserialize, Serialize};
 
 /// Ids warmed before measuring; hot loops only ever ask for these.
 const HOT_IDS: u64 = 1_000;
@@ -67,29 +68,6 @@ const CALLGRIND_LIMIT: Duration = Duration::from_secs(40);
 
 // ---------------------------------------------------------------------------------------------
 // The workload
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Product {
-    id: u64,
-    sku: String,
-    name: String,
-    price_cents: u64,
-    currency: String,
-    in_stock: bool,
-    tags: Vec<String>,
-}
-
-fn make_product(id: u64) -> Product {
-    Product {
-        id,
-        sku: format!("SKU-{id:08}"),
-        name: format!("Stainless steel water bottle #{id}"),
-        price_cents: 1_999 + id % 500,
-        currency: "EUR".to_owned(),
-        in_stock: !id.is_multiple_of(7),
-        tags: vec!["outdoor".to_owned(), "kitchen".to_owned()],
-    }
-}
 
 /// When the last body started and ended, so the miss phase can tell the time before, in and
 /// after the body apart. Only misses run a body, so the hot loops never take this lock.
@@ -568,59 +546,6 @@ fn redis_benchmark(server: &RedisServer, clients: usize, requests: u64) -> Serve
 // ---------------------------------------------------------------------------------------------
 // The server
 
-/// A `redis-server` on a free loopback port, killed when dropped (panics included).
-struct RedisServer {
-    port: u16,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("no free loopback port");
-        assert_ne!(port, 6379, "the bench never touches port 6379");
-        let dir =
-            std::env::temp_dir().join(format!("cache-bench-redis-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start redis-server: is it installed?");
-        let server = Self { port, child, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {port} did not start within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Kills the server and exits if the run takes longer than `WATCHDOG`; disarmed on drop.
 struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
 
@@ -850,6 +775,29 @@ fn selected(name: &str) -> bool {
     match std::env::var("COMPARE_ONLY") {
         Ok(only) if !only.trim().is_empty() => only.split(',').any(|n| n.trim() == name),
         _ => true,
+    }
+}
+
+/// The median difference of interleaved calls, call by call.
+fn per_call(a: &[f64], b: &[f64]) -> f64 {
+    median(&a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>())
+}
+
+/// The ratios of ours' misses (with and without a namespace) to hand's, with `note` after
+/// the first line.
+fn print_miss_ratios(ours: &[f64], ours_no_ns: &[f64], hand: &[f64], note: &str) {
+    for (name, ours) in [
+        ("ours/hand", ours),
+        ("ours (no namespace)/hand", ours_no_ns),
+    ] {
+        let note = if name == "ours/hand" { note } else { "" };
+        println!(
+            "  {name:<32} mean {:>7.3}x     median {:>7.3}x     ours-hand per call: median \
+             {:+.1} µs{note}",
+            mean(ours) / mean(hand),
+            median(ours) / median(hand),
+            per_call(ours, hand),
+        );
     }
 }
 
@@ -1254,8 +1202,6 @@ fn main() {
 
     if let Some((commands, slow, splits, instant)) = &miss {
         let (ours, ours_no_ns, hand, alone) = (&slow[0], &slow[1], &slow[2], &slow[3]);
-        let per_call =
-            |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>());
         println!();
         println!(
             "miss (cold ids, 1 task, {} calls each, interleaved call by call, each started on a timer tick):",
@@ -1265,19 +1211,11 @@ fn main() {
         println!("  hand: GET + body + SET           {}", summary(hand));
         println!("  ours, namespace \"bench\"          {}", summary(ours));
         println!("  ours, no namespace               {}", summary(ours_no_ns));
-        println!(
-            "  ours/hand                        mean {:>7.3}x     median {:>7.3}x     \
-             ours-hand per call: median {:+.1} µs  (target: ours <= body + one GET + one SET)",
-            mean(ours) / mean(hand),
-            median(ours) / median(hand),
-            per_call(ours, hand),
-        );
-        println!(
-            "  ours (no namespace)/hand         mean {:>7.3}x     median {:>7.3}x     \
-             ours-hand per call: median {:+.1} µs",
-            mean(ours_no_ns) / mean(hand),
-            median(ours_no_ns) / median(hand),
-            per_call(ours_no_ns, hand),
+        print_miss_ratios(
+            ours,
+            ours_no_ns,
+            hand,
+            "  (target: ours <= body + one GET + one SET)",
         );
         println!(
             "  where the time goes (medians, µs):   before the body     body    after the body"
@@ -1304,20 +1242,7 @@ fn main() {
         println!("  hand: GET + SET                  {}", summary(hand));
         println!("  ours, namespace \"bench\"          {}", summary(ours));
         println!("  ours, no namespace               {}", summary(ours_no_ns));
-        println!(
-            "  ours/hand                        mean {:>7.3}x     median {:>7.3}x     \
-             ours-hand per call: median {:+.1} µs",
-            mean(ours) / mean(hand),
-            median(ours) / median(hand),
-            per_call(ours, hand),
-        );
-        println!(
-            "  ours (no namespace)/hand         mean {:>7.3}x     median {:>7.3}x     \
-             ours-hand per call: median {:+.1} µs",
-            mean(ours_no_ns) / mean(hand),
-            median(ours_no_ns) / median(hand),
-            per_call(ours_no_ns, hand),
-        );
+        print_miss_ratios(ours, ours_no_ns, hand, "");
         println!(
             "  redis commands of 20 misses of ours (namespace \"bench\"): {}",
             show_counts(commands, true)

@@ -9,36 +9,15 @@
 //!
 //! Short measurement windows keep the whole run under a minute.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
 use cache_runtime::__private::{arg, hashed, Spec};
 use cache_runtime::CacheConfig;
+use common::{make_product, Product};
 use criterion::{criterion_group, criterion_main, Criterion};
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Product {
-    id: u64,
-    sku: String,
-    name: String,
-    price_cents: u64,
-    currency: String,
-    in_stock: bool,
-    tags: Vec<String>,
-}
-
-fn make_product(id: u64) -> Product {
-    Product {
-        id,
-        sku: format!("SKU-{id:08}"),
-        name: format!("Stainless steel water bottle #{id}"),
-        price_cents: 1_999 + id % 500,
-        currency: "EUR".to_owned(),
-        in_stock: !id.is_multiple_of(7),
-        tags: vec!["outdoor".to_owned(), "kitchen".to_owned()],
-    }
-}
 
 #[cache_runtime::cache(expire = 600, namespace = "bench")]
 async fn get_product(id: u64) -> Product {

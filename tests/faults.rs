@@ -246,6 +246,33 @@ fn report(case: &str, tally: &Tally, bodies: u64, notes: &str) {
     }
 }
 
+/// How long from now until a call is a hit again, polling for at most `limit`.
+async fn first_hit_within(limit: Duration) -> Option<Duration> {
+    let since = Instant::now();
+    let hits_before = stats().hits;
+    while since.elapsed() < limit {
+        if stats().hits > hits_before {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// Lets the load run on for 300 ms more (on the recovered server), stops it, and returns its
+/// tally, the stats at the end and how many item bodies ran since `bodies_before`.
+async fn finish_load(
+    running: tokio::task::JoinHandle<Tally>,
+    stop: &AtomicBool,
+    bodies_before: u64,
+) -> (Tally, cache_runtime::Stats, u64) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let tally = running.await.unwrap();
+    let bodies = ITEM_BODIES.load(Ordering::SeqCst) - bodies_before;
+    (tally, stats(), bodies)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
@@ -340,22 +367,8 @@ async fn kill_9_under_load_then_restart() {
         "the circuit opened while Redis was dead: {down:?}"
     );
     blocking(|| server.restart());
-    let restarted = Instant::now();
-    let hits_at_restart = stats().hits;
-    let mut resumed = None;
-    while restarted.elapsed() < Duration::from_secs(10) {
-        if stats().hits > hits_at_restart {
-            resumed = Some(restarted.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // Some load on the restarted server, then stop.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    let tally = running.await.unwrap();
-    let end = stats();
-    let bodies = ITEM_BODIES.load(Ordering::SeqCst) - bodies;
+    let resumed = first_hit_within(Duration::from_secs(10)).await;
+    let (tally, end, bodies) = finish_load(running, &stop, bodies).await;
     let resumed_text = resumed.map_or("never".into(), ms);
     report(
         "1 kill -9 mid-load, restart",
@@ -417,21 +430,8 @@ async fn frozen_redis_under_load() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let frozen = stats();
     blocking(|| server.thaw());
-    let thawed = Instant::now();
-    let hits_at_thaw = stats().hits;
-    let mut resumed = None;
-    while thawed.elapsed() < Duration::from_secs(8) {
-        if stats().hits > hits_at_thaw {
-            resumed = Some(thawed.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    let tally = running.await.unwrap();
-    let end = stats();
-    let bodies = ITEM_BODIES.load(Ordering::SeqCst) - bodies;
+    let resumed = first_hit_within(Duration::from_secs(8)).await;
+    let (tally, end, bodies) = finish_load(running, &stop, bodies).await;
     report(
         "2 SIGSTOP 2 s mid-load",
         &tally,

@@ -168,6 +168,32 @@ fn unix_ms() -> u128 {
         .as_millis()
 }
 
+/// Stores `"first"` under the peer's key and starts a peer process, which caches it.
+async fn peer_holding_first(
+    server: &RedisServer,
+    admin: &mut redis::aio::MultiplexedConnection,
+) -> (Child, impl Iterator<Item = String> + Send + 'static) {
+    let _: () = admin
+        .set_ex("cache:peer:v", r#""first""#, 300)
+        .await
+        .unwrap();
+    let url = server.url();
+    tokio::task::spawn_blocking(move || start_peer(&url))
+        .await
+        .unwrap()
+}
+
+/// [`peer_change`], off the runtime.
+async fn peer_sees_change(
+    child: Child,
+    lines: impl Iterator<Item = String> + Send + 'static,
+    since: u128,
+) -> (u128, String) {
+    tokio::task::spawn_blocking(move || peer_change(child, lines, since))
+        .await
+        .unwrap()
+}
+
 #[cache(expire = 300, namespace = "peer", key = "v")]
 async fn peer_value() -> String {
     "computed".to_string()
@@ -182,16 +208,7 @@ async fn a_clear_in_one_process_evicts_another_process_copy_within_50_ms() {
     cache_runtime::init(CacheConfig::redis(server.url()))
         .await
         .unwrap();
-    let _: () = admin
-        .set_ex("cache:peer:v", r#""first""#, 300)
-        .await
-        .unwrap();
-    let (child, lines) = tokio::task::spawn_blocking({
-        let url = server.url();
-        move || start_peer(&url)
-    })
-    .await
-    .unwrap();
+    let (child, lines) = peer_holding_first(&server, &mut admin).await;
     // Changed without an invalidation: the peer keeps serving its copy...
     let _: () = admin
         .set_ex("cache:peer:v", r#""second""#, 300)
@@ -201,9 +218,7 @@ async fn a_clear_in_one_process_evicts_another_process_copy_within_50_ms() {
     // ...until the clear.
     let cleared_at = unix_ms();
     assert_eq!(clear_cache(Scope::key("peer", "v")).await.unwrap(), 1);
-    let (after, seen) = tokio::task::spawn_blocking(move || peer_change(child, lines, cleared_at))
-        .await
-        .unwrap();
+    let (after, seen) = peer_sees_change(child, lines, cleared_at).await;
     assert_eq!(seen, "computed", "the peer recomputed after the clear");
     assert!(after < 50, "evicted {after} ms after the clear");
     eprintln!("peer copy evicted {after} ms after the clear");
@@ -215,23 +230,12 @@ async fn an_overwrite_in_one_process_evicts_another_process_copy() {
     let server = RedisServer::start();
     let mut admin = server.client().await;
     init_l1(&server).await;
-    let _: () = admin
-        .set_ex("cache:peer:v", r#""first""#, 300)
-        .await
-        .unwrap();
-    let (child, lines) = tokio::task::spawn_blocking({
-        let url = server.url();
-        move || start_peer(&url)
-    })
-    .await
-    .unwrap();
+    let (child, lines) = peer_holding_first(&server, &mut admin).await;
     // Gone from Redis without an invalidation; this process recomputes and overwrites it.
     let _: () = admin.del("cache:peer:v").await.unwrap();
     let written_at = unix_ms();
     assert_eq!(peer_value().await, "computed");
-    let (after, seen) = tokio::task::spawn_blocking(move || peer_change(child, lines, written_at))
-        .await
-        .unwrap();
+    let (after, seen) = peer_sees_change(child, lines, written_at).await;
     assert_eq!(seen, "computed");
     assert!(after < 50, "evicted {after} ms after the overwrite");
 }
