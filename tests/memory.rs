@@ -33,6 +33,31 @@ async fn capacity_bounds_the_number_of_entries() {
     );
 }
 
+/// An entry the store evicted for room may still be copied in a thread's hot set; when
+/// another thread stores the key again, that copy goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_stored_again_after_eviction_replaces_other_threads_copies() {
+    let _turn = support::exclusive().await;
+    cache_runtime::init(CacheConfig::memory().max_capacity(10))
+        .await
+        .unwrap();
+    let other = suite::OtherThread::start();
+    let copied = suite::warm_on(&other, || suite::versioned_by(1)).await;
+    let mut here = copied;
+    // Bounded: 20 rounds of 500 other keys; moka evicts key 1 within the first few.
+    for round in 0..20u64 {
+        for i in 0..500 {
+            suite::versioned_by(1_000 + round * 500 + i).await;
+        }
+        here = suite::versioned_by(1).await;
+        if here != copied {
+            break;
+        }
+    }
+    assert_ne!(here, copied, "key 1 was evicted and computed again");
+    assert_eq!(other.run(suite::versioned_by(1)).await, here);
+}
+
 #[cache_runtime::cache(expire = 60, namespace = "size")]
 async fn trivial(id: u64) -> u64 {
     id

@@ -39,6 +39,27 @@ async fn init_l1(server: &RedisServer) {
     assert!(live, "the near-cache came up");
 }
 
+/// A fresh server with the cache and its near-cache pointed at it, live.
+struct Fixture {
+    _server: RedisServer,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+async fn redis_near() -> Fixture {
+    let turn = exclusive().await;
+    let server = RedisServer::start();
+    init_l1(&server).await;
+    // What `init_l1` stored to see the near-cache live is not part of any case.
+    clear_cache(Scope::all()).await.unwrap();
+    Fixture {
+        _server: server,
+        _turn: turn,
+    }
+}
+
+// The behavioural suite again, with every hit after the first served in process.
+suite_cases!(redis_near);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_hits_cost_no_round_trip() {
     let _turn = exclusive().await;

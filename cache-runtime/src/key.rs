@@ -10,6 +10,8 @@ use std::fmt::{self, Write as _};
 use md5::{Digest, Md5};
 use serde::Serialize;
 
+use crate::backend::hot::{Inline, InlineWriter};
+
 /// Why a namespace is refused; the message is shown to the user.
 pub(crate) fn check_namespace(namespace: &str) -> Result<(), &'static str> {
     if namespace.contains(':') {
@@ -43,10 +45,15 @@ pub struct Arg<'a>(&'a dyn ArgJson);
 
 trait ArgJson {
     fn write_json(&self, out: &mut DigestWriter) -> Result<(), serde_json::Error>;
+    fn write_inline(&self, out: &mut InlineWriter<'_>) -> Result<(), serde_json::Error>;
 }
 
 impl<T: Serialize + ?Sized> ArgJson for T {
     fn write_json(&self, out: &mut DigestWriter) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(out, self)
+    }
+
+    fn write_inline(&self, out: &mut InlineWriter<'_>) -> Result<(), serde_json::Error> {
         serde_json::to_writer(out, self)
     }
 }
@@ -80,7 +87,53 @@ pub(crate) fn hashed(
         arg.0.write_json(&mut digest)?;
     }
     digest.0.update(b"]");
-    let sum = digest.0.finalize();
+    Ok(assemble(
+        prefix,
+        namespace,
+        function,
+        types,
+        &digest.0.finalize().into(),
+    ))
+}
+
+/// Writes the JSON array of `args` (what [`hashed`] digests) into `inline`: `Ok(false)`
+/// when it does not fit there.
+pub(crate) fn write_args(inline: &mut Inline, args: &[Arg<'_>]) -> Result<bool, serde_json::Error> {
+    let mut out = InlineWriter {
+        inline,
+        overflowed: false,
+    };
+    let write = |out: &mut InlineWriter<'_>| {
+        if !out.inline.push(b"[") {
+            return Ok(false);
+        }
+        for (i, arg) in args.iter().enumerate() {
+            if i > 0 && !out.inline.push(b",") {
+                return Ok(false);
+            }
+            arg.0.write_inline(out)?;
+        }
+        Ok(out.inline.push(b"]"))
+    };
+    match write(&mut out) {
+        Err(_) if out.overflowed => Ok(false),
+        written => written,
+    }
+}
+
+/// [`hashed`] of arguments whose JSON array [`write_args`] wrote.
+pub(crate) fn from_json(prefix: &str, namespace: &str, function: &str, json: &[u8]) -> String {
+    assemble(prefix, namespace, function, &[], &Md5::digest(json).into())
+}
+
+/// `{prefix}:{namespace}:{function}<{types}>:{hex of sum}`.
+fn assemble(
+    prefix: &str,
+    namespace: &str,
+    function: &str,
+    types: &[&str],
+    sum: &[u8; 16],
+) -> String {
     let types_len: usize = types.iter().map(|t| t.len() + 1).sum();
     let mut out = start(prefix, namespace, function.len() + types_len + 2 + 32);
     out.push_str(function);
@@ -92,8 +145,8 @@ pub(crate) fn hashed(
         out.push('>');
     }
     out.push(':');
-    out.push_str(&hex(&sum.into()));
-    Ok(out)
+    out.push_str(&hex(sum));
+    out
 }
 
 /// Lower-case hex of a digest, built on the stack: pushing 32 `char`s one by one costs more
@@ -195,6 +248,32 @@ mod tests {
         .unwrap();
         let json = serde_json::to_vec(&args).unwrap();
         assert_eq!(erased, format!("p::f:{:x}", Md5::digest(&json)));
+    }
+
+    #[test]
+    fn the_inline_json_makes_the_same_key() {
+        let (a, b) = ("x\"y", vec![1u8, 2]);
+        let args = [Arg::new(&a), Arg::new(&b), Arg::new(&7u64)];
+        let mut inline = Inline::new();
+        assert!(write_args(&mut inline, &args).unwrap());
+        assert_eq!(inline.as_slice(), br#"["x\"y",[1,2],7]"#);
+        assert_eq!(
+            from_json("p", "n", "f", inline.as_slice()),
+            hashed("p", "n", "f", &[], &args).unwrap()
+        );
+        let mut empty = Inline::new();
+        assert!(write_args(&mut empty, &[]).unwrap());
+        assert_eq!(empty.as_slice(), b"[]");
+    }
+
+    #[test]
+    fn arguments_too_long_for_inline_say_so() {
+        let long = "x".repeat(200);
+        let mut inline = Inline::new();
+        assert!(!write_args(&mut inline, &[Arg::new(&long)]).unwrap());
+        let mut map = std::collections::BTreeMap::new();
+        map.insert(vec![1u8], 2u8);
+        assert!(write_args(&mut Inline::new(), &[Arg::new(&map)]).is_err());
     }
 
     #[test]

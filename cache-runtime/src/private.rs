@@ -7,7 +7,9 @@ use std::fmt::Display;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -15,6 +17,7 @@ use futures_util::FutureExt as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::backend::hot::{self, Inline, Probe, Seen};
 use crate::backend::redis::Locked;
 use crate::backend::{self, AnyStore, Backend, Fetch, Held, Store};
 use crate::flight::{self, Join, Lead};
@@ -58,6 +61,11 @@ impl Spec {
         stale_if_error: 0,
     };
 
+    /// Whether a hit needs the time its entry has left.
+    fn wants_ttl(&self) -> bool {
+        self.refresh > 0 || self.stale_if_error > 0
+    }
+
     /// The TTL of a new entry in the store: `expire`, less its jitter, plus the stale window.
     fn store_ttl(&self) -> u64 {
         let cut = if self.jitter > 0.0 {
@@ -77,7 +85,11 @@ fn random_fraction() -> f64 {
 /// One call's key, bound to the backend that was current when the call started.
 pub struct Ticket {
     backend: backend::Lent,
+    /// Empty while `args` holds what it is made of.
     key: String,
+    /// The arguments' JSON of a hashed key, kept instead of the key when the backend has hot
+    /// sets: a hot-set hit never needs the key, so its MD5 is left to the calls that do.
+    args: Option<Inline>,
     spec: &'static Spec,
 }
 
@@ -88,6 +100,7 @@ pub use crate::key::Arg;
 pub struct Reuse<T> {
     fetch: fn(&(dyn Any + Send + Sync)) -> Option<T>,
     keep: fn(&T) -> Arc<dyn Any + Send + Sync>,
+    is: fn(&(dyn Any + Send + Sync)) -> bool,
 }
 
 impl<T> Clone for Reuse<T> {
@@ -120,6 +133,7 @@ impl<T: Clone + Send + Sync + 'static> ReuseByClone<T> for &Reusable<T> {
         Some(Reuse {
             fetch: |any| any.downcast_ref::<T>().cloned(),
             keep: |value| Arc::new(value.clone()),
+            is: |any| any.is::<T>(),
         })
     }
 }
@@ -166,8 +180,31 @@ pub fn hashed_typed(
     args: &[Arg<'_>],
 ) -> Option<Ticket> {
     let backend = current()?;
-    match key::hashed(&backend.prefix, spec.namespace, spec.function, types, args) {
-        Ok(key) => Some(Ticket { backend, key, spec }),
+    let hashed = if types.is_empty() && backend.hot().is_some() {
+        let mut inline = Inline::new();
+        match key::write_args(&mut inline, args) {
+            Ok(true) => {
+                return Some(Ticket {
+                    backend,
+                    key: String::new(),
+                    args: Some(inline),
+                    spec,
+                })
+            }
+            // Too long to keep inline: streamed into the digest instead.
+            Ok(false) => key::hashed(&backend.prefix, spec.namespace, spec.function, types, args),
+            Err(e) => Err(e),
+        }
+    } else {
+        key::hashed(&backend.prefix, spec.namespace, spec.function, types, args)
+    };
+    match hashed {
+        Ok(key) => Some(Ticket {
+            backend,
+            key,
+            args: None,
+            spec,
+        }),
         Err(e) => {
             bump(Count::Bypassed);
             if let Some(suppressed) = UNHASHABLE.allow() {
@@ -186,7 +223,12 @@ pub fn hashed_typed(
 pub fn keyed(spec: &'static Spec, key: impl Display) -> Option<Ticket> {
     let backend = current()?;
     let key = key::explicit(&backend.prefix, spec.namespace, key);
-    Some(Ticket { backend, key, spec })
+    Some(Ticket {
+        backend,
+        key,
+        args: None,
+        spec,
+    })
 }
 
 fn current() -> Option<backend::Lent> {
@@ -263,14 +305,121 @@ impl<T: Serialize + DeserializeOwned> Outcome for Option<T> {
 const MAX_FOLLOWS: usize = 3;
 
 impl Ticket {
+    /// What identifies this call's slot in a hot set: the arguments' JSON, or the key.
+    fn probe(&self) -> Probe<'_> {
+        let ident = match &self.args {
+            Some(args) => args.as_slice(),
+            None => self.key.as_bytes(),
+        };
+        Probe::new(
+            std::ptr::from_ref(self.spec) as usize,
+            self.backend.id,
+            ident,
+        )
+    }
+
+    /// The value this thread's hot set keeps for this call, if it can be served.
+    fn hot_hit<T>(&self, reuse: Option<Reuse<T>>) -> Option<T> {
+        let (epochs, reuse) = self.backend.hot().zip(reuse)?;
+        if self.spec.wants_ttl() {
+            // Those want the time left, which only the store tells.
+            return None;
+        }
+        let value = hot::get(&self.probe(), epochs, reuse.fetch)?;
+        bump(Count::Hits);
+        if let AnyStore::Redis(_) = self.backend.store {
+            bump(Count::LocalHits);
+        }
+        Some(value)
+    }
+
+    /// The call with its key made. What identifies it in a hot set is kept only when a
+    /// lookup may copy its value there: for values that can be cloned, on a backend with hot
+    /// sets, in functions that do not ask for the time left.
+    fn into_keyed(self, reusable: bool) -> Keyed {
+        let fills = reusable && self.backend.hot().is_some() && !self.spec.wants_ttl();
+        let (key, ident) = match self.args {
+            Some(args) => (
+                key::from_json(
+                    &self.backend.prefix,
+                    self.spec.namespace,
+                    self.spec.function,
+                    args.as_slice(),
+                ),
+                if fills {
+                    Ident::Args(args.as_slice().into())
+                } else {
+                    Ident::None
+                },
+            ),
+            None => (self.key, if fills { Ident::Key } else { Ident::None }),
+        };
+        Keyed {
+            backend: self.backend,
+            key,
+            spec: self.spec,
+            ident,
+        }
+    }
+}
+
+/// What identifies a call in a hot set, once its key is made.
+enum Ident {
+    /// Its value is not copied into a hot set.
+    None,
+    /// The key itself (a static key, a key builder's result, a method's or generic's key).
+    Key,
+    /// The arguments' JSON.
+    Args(Box<[u8]>),
+}
+
+/// A call that was not served from its thread's hot set, with its key made.
+struct Keyed {
+    backend: backend::Lent,
+    key: String,
+    spec: &'static Spec,
+    ident: Ident,
+}
+
+/// What a call is after its hot set was asked: its value, or the call to make.
+fn prepare<T>(ticket: Option<Ticket>, reuse: Option<Reuse<T>>) -> Result<T, Option<Keyed>> {
+    let Some(ticket) = ticket else {
+        return Err(None);
+    };
+    match ticket.hot_hit(reuse) {
+        Some(value) => Ok(value),
+        None => Err(Some(ticket.into_keyed(reuse.is_some()))),
+    }
+}
+
+impl Keyed {
+    fn probe(&self) -> Option<Probe<'_>> {
+        let ident = match &self.ident {
+            Ident::None => return None,
+            Ident::Key => self.key.as_bytes(),
+            Ident::Args(args) => args,
+        };
+        Some(Probe::new(
+            std::ptr::from_ref(self.spec) as usize,
+            self.backend.id,
+            ident,
+        ))
+    }
+
     async fn lookup<T: DeserializeOwned>(
         &self,
         want_ttl: bool,
         reuse: Option<Reuse<T>>,
     ) -> Lookup<T> {
+        // Read before the store is, so that a change made meanwhile keeps the copy out of
+        // the hot set.
+        let seen = match self.ident {
+            Ident::None => None,
+            _ => self.backend.hot().map(|epochs| epochs.seen(&self.key)),
+        };
         match &self.backend.store {
-            AnyStore::Redis(s) => self.decode(s.get(&self.key, want_ttl).await, reuse),
-            AnyStore::Memory(s) => self.decode(s.get(&self.key, want_ttl).await, reuse),
+            AnyStore::Redis(s) => self.decode(s.get(&self.key, want_ttl).await, reuse, seen),
+            AnyStore::Memory(s) => self.decode(s.get(&self.key, want_ttl).await, reuse, seen),
         }
     }
 
@@ -278,6 +427,7 @@ impl Ticket {
         &self,
         fetched: Fetch<H>,
         reuse: Option<Reuse<T>>,
+        seen: Option<Seen>,
     ) -> Lookup<T> {
         match fetched {
             Fetch::Hit(held, left) => {
@@ -285,6 +435,7 @@ impl Ticket {
                 if let Some((reuse, slot)) = slot {
                     if let Some(value) = slot.decoded().and_then(reuse.fetch) {
                         bump(Count::Hits);
+                        self.fill_hot(slot, reuse, seen);
                         return Lookup::Hit(value, left);
                     }
                 }
@@ -293,6 +444,7 @@ impl Ticket {
                         bump(Count::Hits);
                         if let Some((reuse, slot)) = slot {
                             slot.keep((reuse.keep)(&value));
+                            self.fill_hot(slot, reuse, seen);
                         }
                         Lookup::Hit(value, left)
                     }
@@ -314,6 +466,18 @@ impl Ticket {
                 bump(Count::Bypassed);
                 Lookup::Unavailable
             }
+        }
+    }
+
+    /// Copies the decoded value of a store's entry into this thread's hot set, when it is of
+    /// this call's type (two functions may share a key).
+    fn fill_hot<T>(&self, slot: &backend::memory::Slot, reuse: Reuse<T>, seen: Option<Seen>) {
+        let (Some(seen), Some(epochs), Some(probe)) = (seen, self.backend.hot(), self.probe())
+        else {
+            return;
+        };
+        if let Some(value) = slot.decoded_arc().filter(|value| (reuse.is)(&**value)) {
+            hot::fill(&probe, epochs, seen, slot.expires_at(), value);
         }
     }
 
@@ -350,7 +514,7 @@ impl Ticket {
     ) -> O {
         let spec = self.spec;
         let stale_window = Duration::from_secs(spec.stale_if_error);
-        let want_ttl = spec.refresh > 0 || spec.stale_if_error > 0;
+        let want_ttl = spec.wants_ttl();
         let (store, stale) = match self.lookup::<O::Value>(want_ttl, reuse).await {
             Lookup::Hit(value, left) => {
                 // The store's TTL includes the stale window; what is left of the real TTL:
@@ -524,51 +688,122 @@ fn oversized(key: &str, size: usize, max: usize) {
     }
 }
 
+/// The future of a cached call. A hot-set hit is ready at once (after spending the task's
+/// budget); every other call runs boxed, so that what a hit builds and moves stays small:
+/// moving the whole cache-aside future cost a hot hit more than its lookup did.
+pub struct Call<T, F> {
+    state: State<T, F>,
+}
+
+enum State<T, F> {
+    Hot(Option<T>),
+    Cold(Pin<Box<F>>),
+}
+
+impl<T, F> Call<T, F> {
+    fn hot(value: T) -> Self {
+        Call {
+            state: State::Hot(Some(value)),
+        }
+    }
+
+    fn cold(future: F) -> Self {
+        Call {
+            state: State::Cold(Box::pin(future)),
+        }
+    }
+}
+
+// The value is never pinned (it is moved out whole), and the future is pinned in its box.
+impl<T, F> Unpin for Call<T, F> {}
+
+impl<T, F: Future<Output = T>> Future for Call<T, F> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match &mut self.get_mut().state {
+            State::Hot(value) => {
+                // No I/O happened: spend budget so that busy callers still yield.
+                let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+                coop.made_progress();
+                // `None` only when polled again after it completed, which callers may not do.
+                value.take().map_or(Poll::Pending, Poll::Ready)
+            }
+            State::Cold(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
 /// Cache-aside for a function returning a plain value. `body` makes the function's original
 /// body: on a hit it is never called, so the hit's future does not hold the body's.
-pub async fn value<T, B, F>(ticket: Option<Ticket>, reuse: Option<Reuse<T>>, body: B) -> T
+pub fn value<T, B, F>(
+    ticket: Option<Ticket>,
+    reuse: Option<Reuse<T>>,
+    body: B,
+) -> Call<T, impl Future<Output = T>>
 where
     T: Serialize + DeserializeOwned,
     B: FnOnce() -> F,
     F: Future<Output = T>,
 {
-    match ticket {
-        None => body().await,
-        Some(ticket) => {
-            ticket
-                .run(reuse, move || async move { Plain(body().await) })
-                .await
-                .0
+    let call = match prepare(ticket, reuse) {
+        Ok(value) => return Call::hot(value),
+        Err(call) => call,
+    };
+    Call::cold(async move {
+        match call {
+            None => body().await,
+            Some(call) => {
+                call.run(reuse, move || async move { Plain(body().await) })
+                    .await
+                    .0
+            }
         }
-    }
+    })
 }
 
 /// Cache-aside for a function returning `Result`: only `Ok` is stored.
-pub async fn result<T, E, B, F>(
+pub fn result<T, E, B, F>(
     ticket: Option<Ticket>,
     reuse: Option<Reuse<T>>,
     body: B,
-) -> Result<T, E>
+) -> Call<Result<T, E>, impl Future<Output = Result<T, E>>>
 where
     T: Serialize + DeserializeOwned,
     B: FnOnce() -> F,
     F: Future<Output = Result<T, E>>,
 {
-    match ticket {
-        None => body().await,
-        Some(ticket) => ticket.run(reuse, body).await,
-    }
+    let call = match prepare(ticket, reuse) {
+        Ok(value) => return Call::hot(Ok(value)),
+        Err(call) => call,
+    };
+    Call::cold(async move {
+        match call {
+            None => body().await,
+            Some(call) => call.run(reuse, body).await,
+        }
+    })
 }
 
 /// Cache-aside for a function returning `Option`: only `Some` is stored.
-pub async fn option<T, B, F>(ticket: Option<Ticket>, reuse: Option<Reuse<T>>, body: B) -> Option<T>
+pub fn option<T, B, F>(
+    ticket: Option<Ticket>,
+    reuse: Option<Reuse<T>>,
+    body: B,
+) -> Call<Option<T>, impl Future<Output = Option<T>>>
 where
     T: Serialize + DeserializeOwned,
     B: FnOnce() -> F,
     F: Future<Output = Option<T>>,
 {
-    match ticket {
-        None => body().await,
-        Some(ticket) => ticket.run(reuse, body).await,
-    }
+    let call = match prepare(ticket, reuse) {
+        Ok(value) => return Call::hot(Some(value)),
+        Err(call) => call,
+    };
+    Call::cold(async move {
+        match call {
+            None => body().await,
+            Some(call) => call.run(reuse, body).await,
+        }
+    })
 }

@@ -557,7 +557,8 @@ macro_rules! suite_cases {
             oversized_values_are_not_stored,
             entries_near_expiry_are_refreshed_by_one_caller,
             a_stale_copy_is_served_when_the_body_fails,
-            a_key_shared_by_two_types_never_crosses
+            a_key_shared_by_two_types_never_crosses,
+            a_copy_on_another_thread_never_outlives_a_change
         );
         #[tokio::test(flavor = "current_thread")]
         async fn busy_callers_do_not_starve_other_tasks() {
@@ -897,4 +898,141 @@ pub async fn a_key_shared_by_two_types_never_crosses() {
         assert_eq!(shared_key_as_text().await, "text");
         assert_eq!(shared_key_as_text().await, "text");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hot sets: each thread keeps decoded copies of what it read from the memory store or the
+// near-cache. A copy on one thread is never served after another thread changed the entry.
+
+type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A thread of its own with a current-thread runtime, running what it is given in order: the
+/// calls it makes go through its own hot set, which lives as long as the thread.
+pub struct OtherThread {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OtherThread {
+    pub fn start() -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the other thread");
+            // Ends when the sender is dropped.
+            while let Ok(job) = queue.recv() {
+                runtime.block_on(job);
+            }
+        });
+        Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs `f` on the other thread and returns its output.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .as_ref()
+            .expect("running")
+            .send(Box::pin(async move {
+                let _ = tx.send(f.await);
+            }))
+            .expect("the other thread is running");
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("the other thread answers within 10 s")
+            .expect("the other thread ran the job")
+    }
+}
+
+impl Drop for OtherThread {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+static VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A new number every time its body runs.
+#[cache(expire = 60, namespace = "hot", key = "pinned")]
+pub async fn versioned() -> u64 {
+    VERSION.fetch_add(1, Ordering::SeqCst) + 1
+}
+
+/// The same, keyed by its argument.
+#[cache(expire = 60, namespace = "hot")]
+pub async fn versioned_by(n: u64) -> (u64, u64) {
+    (n, VERSION.fetch_add(1, Ordering::SeqCst) + 1)
+}
+
+/// Calls `f` four times on `thread` (a miss or a store hit, then copies from its hot set) and
+/// returns the last result, checking that all four agree.
+pub async fn warm_on<T, F>(thread: &OtherThread, f: fn() -> F) -> T
+where
+    T: PartialEq + std::fmt::Debug + Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    thread
+        .run(async move {
+            let first = f().await;
+            for _ in 0..3 {
+                assert_eq!(f().await, first);
+            }
+            first
+        })
+        .await
+}
+
+pub async fn a_copy_on_another_thread_never_outlives_a_change() {
+    let other = OtherThread::start();
+    // A static key, cleared by key.
+    let first = warm_on(&other, versioned).await;
+    assert_eq!(
+        versioned().await,
+        first,
+        "one entry, seen from both threads"
+    );
+    clear_cache(Scope::key("hot", "pinned")).await.unwrap();
+    let second = versioned().await;
+    assert_ne!(second, first, "recomputed after the clear");
+    assert_eq!(other.run(versioned()).await, second, "after a key clear");
+    // Hashed arguments, cleared by namespace, then everything.
+    let first = warm_on(&other, || versioned_by(1)).await;
+    clear_cache(Scope::namespace("hot")).await.unwrap();
+    let second = versioned_by(1).await;
+    assert_ne!(second, first);
+    assert_eq!(
+        other.run(versioned_by(1)).await,
+        second,
+        "after a namespace clear"
+    );
+    warm_on(&other, || versioned_by(1)).await;
+    clear_cache(Scope::all()).await.unwrap();
+    let third = versioned_by(1).await;
+    assert_ne!(third, second);
+    assert_eq!(
+        other.run(versioned_by(1)).await,
+        third,
+        "after a full clear"
+    );
+    // Switched off, nothing is served from anywhere; switched on again, the copies taken
+    // before are still the entry's (nothing changed it).
+    cache_runtime::set_enabled(false);
+    assert_ne!(
+        other.run(versioned_by(1)).await,
+        third,
+        "off means uncached"
+    );
+    cache_runtime::set_enabled(true);
+    assert_eq!(other.run(versioned_by(1)).await, third);
 }

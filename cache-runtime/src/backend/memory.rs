@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use moka::sync::SegmentedCache;
 use moka::Expiry;
 
+use super::hot::Epochs;
 use super::{scope_prefix, Fetch, Store};
 use crate::clear::ScopeKind;
 use crate::CacheError;
@@ -27,6 +28,7 @@ struct Entry {
 pub(crate) struct Slot {
     bytes: Arc<[u8]>,
     decoded: OnceLock<Arc<dyn Any + Send + Sync>>,
+    expires_at: Instant,
 }
 
 impl Slot {
@@ -38,6 +40,16 @@ impl Slot {
     /// Keeps the decoded value for later hits; the first one kept stays.
     pub(crate) fn keep(&self, value: Arc<dyn Any + Send + Sync>) {
         let _ = self.decoded.set(value);
+    }
+
+    /// The decoded value as a reference of its own, for a thread's hot set.
+    pub(crate) fn decoded_arc(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.decoded.get().cloned()
+    }
+
+    /// When the entry this slot belongs to expires.
+    pub(crate) fn expires_at(&self) -> Instant {
+        self.expires_at
     }
 }
 
@@ -72,6 +84,9 @@ pub(crate) struct MemoryStore {
     prefix: Box<str>,
     /// Set when another backend replaced this one: it then holds and serves nothing.
     retired: AtomicBool,
+    /// Moved by every change, after it is made: the threads' hot sets copy entries of this
+    /// store and serve a copy only while its epochs stand still. (Boxed: 2 KB of stripes.)
+    epochs: Box<Epochs>,
 }
 
 /// How many independent segments a store of `capacity` entries is split into. Every lookup
@@ -95,7 +110,13 @@ impl MemoryStore {
                 .build(),
             prefix: prefix.into(),
             retired: AtomicBool::new(false),
+            epochs: Box::new(Epochs::new()),
         }
+    }
+
+    /// The epochs the threads' hot sets check their copies of this store's entries against.
+    pub(crate) fn epochs(&self) -> &Epochs {
+        &self.epochs
     }
 
     /// The value under `key` and when it expires, without touching the task budget.
@@ -119,18 +140,23 @@ impl MemoryStore {
                 slot: Arc::new(Slot {
                     bytes,
                     decoded: OnceLock::new(),
+                    expires_at,
                 }),
                 ttl,
                 expires_at,
             },
         );
+        self.epochs.changed(key);
     }
 
     /// Removes every entry whose key starts with `start` (or is `start`, when `exact`);
     /// returns how many there were.
     pub(crate) fn remove(&self, start: &str, exact: bool) -> u64 {
         if exact {
-            return u64::from(self.cache.remove(start).is_some());
+            let removed = self.cache.remove(start).is_some();
+            // Also when moka had evicted it: a hot set may still hold a copy.
+            self.epochs.changed(start);
+            return u64::from(removed);
         }
         // Apply pending evictions and expirations first, so the count is what was really held.
         self.cache.run_pending_tasks();
@@ -140,20 +166,24 @@ impl MemoryStore {
             .filter(|(k, _)| k.starts_with(start))
             .map(|(k, _)| Arc::clone(&*k))
             .collect();
-        doomed
+        let removed = doomed
             .iter()
             .filter(|key| self.cache.remove(&***key).is_some())
-            .count() as u64
+            .count() as u64;
+        self.epochs.all_changed();
+        removed
     }
 
     pub(crate) fn flush(&self) {
         self.cache.invalidate_all();
+        self.epochs.all_changed();
     }
 
     /// Empties the store for good: calls still running on it store nothing more.
     pub(crate) fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
         self.cache.invalidate_all();
+        self.epochs.all_changed();
         self.cache.run_pending_tasks();
     }
 }

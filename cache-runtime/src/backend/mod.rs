@@ -1,6 +1,7 @@
 //! Where entries live: one [`Store`] trait, a Redis and a memory implementation, and the
 //! process-wide current backend set by [`init`](crate::init).
 
+pub(crate) mod hot;
 pub(crate) mod memory;
 mod near;
 pub(crate) mod redis;
@@ -80,6 +81,15 @@ pub(crate) enum AnyStore {
 }
 
 impl Backend {
+    /// The epochs of the in-process store whose entries the threads' hot sets copy: the
+    /// memory store, or the near-cache. `None` when every hit needs Redis.
+    pub(crate) fn hot(&self) -> Option<&hot::Epochs> {
+        match &self.store {
+            AnyStore::Redis(s) => s.near_epochs(),
+            AnyStore::Memory(s) => Some(s.epochs()),
+        }
+    }
+
     pub(crate) fn circuit(&self) -> crate::Circuit {
         match &self.store {
             AnyStore::Redis(s) => s.breaker.state(),

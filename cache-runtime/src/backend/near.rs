@@ -63,6 +63,11 @@ impl Near {
         }
     }
 
+    /// The epochs of the entries the threads' hot sets copy.
+    pub(crate) fn entries_epochs(&self) -> &super::hot::Epochs {
+        self.entries.epochs()
+    }
+
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }

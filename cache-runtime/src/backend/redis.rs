@@ -249,6 +249,11 @@ impl RedisStore {
         })
     }
 
+    /// The epochs of the near-cache's entries, when there is a near-cache.
+    pub(crate) fn near_epochs(&self) -> Option<&super::hot::Epochs> {
+        self.near.as_deref().map(Near::entries_epochs)
+    }
+
     /// Lets go of the connections when another backend replaced this one; calls still
     /// running finish, uncached if they need Redis again.
     pub(crate) fn retire(&self) {
