@@ -25,19 +25,19 @@ impl<T> Spares<T> {
     }
 
     /// A spare of version `id`, if this thread has one.
-    pub(crate) fn take(spares: &'static LocalKey<Self>, id: u64) -> Option<T> {
-        let (found, stale) = spares
-            .try_with(|spares| {
-                let mut list = spares.list.borrow_mut();
-                match list.last() {
-                    Some((version, _)) if *version == id => {
-                        (list.pop().map(|(_, value)| value), Vec::new())
-                    }
-                    // Spares of a replaced version are newer than none of the current one.
-                    _ => (None, std::mem::take(&mut *list)),
+    pub(crate) fn take(&self, id: u64) -> Option<T> {
+        let (found, stale) = {
+            let Ok(mut list) = self.list.try_borrow_mut() else {
+                return None;
+            };
+            match list.last() {
+                Some((version, _)) if *version == id => {
+                    (list.pop().map(|(_, value)| value), Vec::new())
                 }
-            })
-            .unwrap_or_default();
+                // Spares of a replaced version are newer than none of the current one.
+                _ => (None, std::mem::take(&mut *list)),
+            }
+        };
         // Outside the borrow: dropping the last copy of a value may run any code.
         drop(stale);
         found
@@ -45,24 +45,31 @@ impl<T> Spares<T> {
 
     /// Keeps `value`, a copy of version `id`, for this thread's next call, unless `current`
     /// says it was replaced meanwhile or the list is full; then it is dropped.
-    pub(crate) fn give(spares: &'static LocalKey<Self>, id: u64, current: u64, value: T) {
+    pub(crate) fn give(&self, id: u64, current: u64, value: T) {
         if id != current {
             return;
         }
-        let unkept = spares
-            .try_with(|spares| {
-                let mut list = spares.list.borrow_mut();
-                if list.len() < spares.capacity {
-                    list.push((id, value));
-                    None
-                } else {
-                    Some(value)
-                }
-            })
-            .ok()
-            .flatten();
+        let unkept = match self.list.try_borrow_mut() {
+            Ok(mut list) if list.len() < self.capacity => {
+                list.push((id, value));
+                None
+            }
+            _ => Some(value),
+        };
+        // Outside the borrow, like in `take`.
         drop(unkept);
     }
+}
+
+/// [`Spares::take`] on this thread's list in `spares`.
+pub(crate) fn take<T>(spares: &'static LocalKey<Spares<T>>, id: u64) -> Option<T> {
+    spares.try_with(|spares| spares.take(id)).ok().flatten()
+}
+
+/// [`Spares::give`] on this thread's list in `spares`.
+pub(crate) fn give<T>(spares: &'static LocalKey<Spares<T>>, id: u64, current: u64, value: T) {
+    // During the thread's teardown the list is gone, and the value is dropped with the closure.
+    let _ = spares.try_with(move |spares| spares.give(id, current, value));
 }
 
 #[cfg(test)]
@@ -75,16 +82,12 @@ mod tests {
 
     #[test]
     fn spares_of_the_current_version_come_back_and_others_do_not() {
-        Spares::give(&KEPT, 1, 1, "a".to_owned());
-        Spares::give(&KEPT, 1, 1, "b".to_owned());
-        Spares::give(&KEPT, 1, 1, "full".to_owned());
-        Spares::give(&KEPT, 1, 2, "replaced".to_owned());
-        assert_eq!(Spares::take(&KEPT, 1).as_deref(), Some("b"));
-        assert_eq!(Spares::take(&KEPT, 2), None, "only version 1 is kept");
-        assert_eq!(
-            Spares::take(&KEPT, 1),
-            None,
-            "and was dropped by the take of 2"
-        );
+        give(&KEPT, 1, 1, "a".to_owned());
+        give(&KEPT, 1, 1, "b".to_owned());
+        give(&KEPT, 1, 1, "full".to_owned());
+        give(&KEPT, 1, 2, "replaced".to_owned());
+        assert_eq!(take(&KEPT, 1).as_deref(), Some("b"));
+        assert_eq!(take(&KEPT, 2), None, "only version 1 is kept");
+        assert_eq!(take(&KEPT, 1), None, "and was dropped by the take of 2");
     }
 }

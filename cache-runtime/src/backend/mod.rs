@@ -16,7 +16,7 @@ use arc_swap::ArcSwapOption;
 use std::time::Duration;
 
 use crate::clear::ScopeKind;
-use crate::spares::Spares;
+use crate::spares::{self, Spares};
 use crate::CacheError;
 
 /// The result of a lookup on the hot path. Errors are already logged and counted by the
@@ -150,7 +150,7 @@ impl Drop for Lent {
         // SAFETY: `self.0` is not used again: this is the end of `self`.
         let backend = unsafe { ManuallyDrop::take(&mut self.0) };
         // A replaced backend's reference goes, and with the last one the backend.
-        Spares::give(
+        spares::give(
             &SPARES,
             backend.id,
             CURRENT_ID.load(Ordering::Acquire),
@@ -165,7 +165,7 @@ pub(crate) fn current() -> Option<Lent> {
     if id == 0 {
         return None;
     }
-    let backend = match Spares::take(&SPARES, id) {
+    let backend = match spares::take(&SPARES, id) {
         Some(backend) => backend,
         None => CURRENT.load_full()?,
     };

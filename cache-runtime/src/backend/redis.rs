@@ -17,7 +17,7 @@ use super::{scope_prefix, Fetch, Held, Store};
 use crate::breaker::{Breaker, Circuit};
 use crate::clear::ScopeKind;
 use crate::config::CacheConfig;
-use crate::spares::Spares;
+use crate::spares::{self, Spares};
 use crate::stats::{bump, Count};
 use crate::throttle::{now_ms, Throttle};
 use crate::{key, CacheError};
@@ -232,7 +232,7 @@ impl RedisStore {
     fn lease(&self) -> Option<Lease<'_>> {
         let id = self.shared_id.load(Ordering::Acquire);
         if id != 0 {
-            if let Some(conn) = Spares::take(&SPARES, id) {
+            if let Some(conn) = spares::take(&SPARES, id) {
                 return Some(Lease {
                     store: self,
                     id,
@@ -323,7 +323,7 @@ impl Lease<'_> {
     /// meanwhile. (A lease dropped instead, by a cancelled call, just drops its clone.)
     fn release(self) {
         let current = self.store.shared_id.load(Ordering::Acquire);
-        Spares::give(&SPARES, self.id, current, self.conn);
+        spares::give(&SPARES, self.id, current, self.conn);
     }
 }
 
