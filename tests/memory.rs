@@ -58,6 +58,20 @@ async fn a_key_stored_again_after_eviction_replaces_other_threads_copies() {
     assert_eq!(other.run(suite::versioned_by(1)).await, here);
 }
 
+/// With hot sets off, every hit is the store's, and the behaviour is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_sets_can_be_turned_off() {
+    let _turn = support::exclusive().await;
+    cache_runtime::init(CacheConfig::memory().hot_set(0))
+        .await
+        .unwrap();
+    suite::miss_then_hit().await;
+    suite::a_copy_on_another_thread_never_outlives_a_change().await;
+    // Three functions of a type that can be cloned still keep one decoded copy each in the
+    // store: 3 decodings for a miss and three hits of each.
+    assert_eq!(suite::decodes_of_a_miss_and_three_hits(1).await, (3, 3));
+}
+
 #[cache_runtime::cache(expire = 60, namespace = "size")]
 async fn trivial(id: u64) -> u64 {
     id

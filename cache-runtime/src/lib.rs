@@ -88,6 +88,7 @@ pub async fn init(config: CacheConfig) -> Result<(), CacheError> {
         prefix: config.prefix.as_str().into(),
         store,
         max_value_size: config.max_value_size,
+        hot_sets: backend::hot::sets_for(config.hot_set),
         flights: flight::Flights::default(),
     });
     Ok(())

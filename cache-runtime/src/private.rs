@@ -320,12 +320,12 @@ impl Ticket {
 
     /// The value this thread's hot set keeps for this call, if it can be served.
     fn hot_hit<T>(&self, reuse: Option<Reuse<T>>) -> Option<T> {
-        let (epochs, reuse) = self.backend.hot().zip(reuse)?;
+        let (hot, reuse) = self.backend.hot().zip(reuse)?;
         if self.spec.wants_ttl() {
             // Those want the time left, which only the store tells.
             return None;
         }
-        let value = hot::get(&self.probe(), epochs, reuse.fetch)?;
+        let value = hot::get(&self.probe(), hot.epochs, reuse.fetch)?;
         bump(Count::Hits);
         if let AnyStore::Redis(_) = self.backend.store {
             bump(Count::LocalHits);
@@ -415,7 +415,7 @@ impl Keyed {
         // the hot set.
         let seen = match self.ident {
             Ident::None => None,
-            _ => self.backend.hot().map(|epochs| epochs.seen(&self.key)),
+            _ => self.backend.hot().map(|hot| hot.epochs.seen(&self.key)),
         };
         match &self.backend.store {
             AnyStore::Redis(s) => self.decode(s.get(&self.key, want_ttl).await, reuse, seen),
@@ -472,12 +472,11 @@ impl Keyed {
     /// Copies the decoded value of a store's entry into this thread's hot set, when it is of
     /// this call's type (two functions may share a key).
     fn fill_hot<T>(&self, slot: &backend::memory::Slot, reuse: Reuse<T>, seen: Option<Seen>) {
-        let (Some(seen), Some(epochs), Some(probe)) = (seen, self.backend.hot(), self.probe())
-        else {
+        let (Some(seen), Some(hot), Some(probe)) = (seen, self.backend.hot(), self.probe()) else {
             return;
         };
         if let Some(value) = slot.decoded_arc().filter(|value| (reuse.is)(&**value)) {
-            hot::fill(&probe, epochs, seen, slot.expires_at(), value);
+            hot::fill(&probe, hot, seen, slot.expires_at(), value);
         }
     }
 

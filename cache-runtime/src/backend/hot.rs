@@ -26,8 +26,25 @@ const STRIPES: usize = 256;
 /// three keys land in made those keys take turns evicting each other: 2 ways over 1,000 hot
 /// keys missed about 7 % of lookups.
 const WAYS: usize = 8;
-/// Sets per thread (4,096 slots, about 400 KB once full). Allocated on the thread's first fill.
-const SETS: usize = 512;
+/// The most sets a thread's table has (`CacheConfig::hot_set` beyond 524,288 copies).
+const MAX_SETS: usize = 1 << 16;
+
+/// The sets of a table for `copies` slots (a power of two, so that a set is picked by a mask;
+/// 0 for none).
+pub(crate) fn sets_for(copies: usize) -> usize {
+    if copies == 0 {
+        return 0;
+    }
+    copies.div_ceil(WAYS).next_power_of_two().min(MAX_SETS)
+}
+
+/// The hot sets in front of one store: how many sets each thread's table has, and the
+/// store's epochs.
+#[derive(Clone, Copy)]
+pub(crate) struct HotSet<'a> {
+    pub(crate) epochs: &'a Epochs,
+    pub(crate) sets: usize,
+}
 /// Argument JSON up to this long is keyed in the hot set; longer arguments take the moka path.
 pub(crate) const INLINE: usize = 64;
 
@@ -158,9 +175,9 @@ impl<'a> Probe<'a> {
         }
     }
 
-    /// The index of the first way of this probe's set.
-    fn set(&self) -> usize {
-        ((self.tag >> 55) as usize % SETS) * WAYS
+    /// The index of the first way of this probe's set, in a table of `sets` sets.
+    fn set(&self, sets: usize) -> usize {
+        ((self.tag >> 32) as usize & sets.wrapping_sub(1)) * WAYS
     }
 
     fn matches(&self, slot: &Slot) -> bool {
@@ -198,10 +215,12 @@ impl Slot {
     }
 }
 
-/// One thread's slots. The tags sit apart from the slots, so that looking at both ways of a
+/// One thread's slots. The tags sit apart from the slots, so that looking at all ways of a
 /// set reads one cache line, and a slot is read only when its tag matches.
 #[derive(Default)]
 struct Table {
+    /// A power of two; 0 until the first fill.
+    sets: usize,
     tags: Vec<u64>,
     slots: Vec<Option<Slot>>,
     /// Picks the way a full set gives up.
@@ -223,7 +242,7 @@ pub(crate) fn get<T>(
         .try_with(|table| {
             // A `Clone` that makes a cached call finds the table borrowed: that call misses.
             let table = table.try_borrow().ok()?;
-            let set = probe.set();
+            let set = probe.set(table.sets);
             let way = table
                 .tags
                 .get(set..set + WAYS)?
@@ -243,7 +262,7 @@ pub(crate) fn get<T>(
 /// thread's next calls of `probe`; `seen` are the epochs read before the store was.
 pub(crate) fn fill(
     probe: &Probe<'_>,
-    epochs: &Epochs,
+    hot: HotSet<'_>,
     seen: Seen,
     expires_at: Instant,
     value: Arc<dyn Any + Send + Sync>,
@@ -264,15 +283,20 @@ pub(crate) fn fill(
         expires_at,
         value,
     };
+    let epochs = hot.epochs;
     let replaced = TABLE
         .try_with(|table| {
             let mut table = table.try_borrow_mut().ok()?;
             let table = &mut *table;
-            if table.slots.is_empty() {
-                table.tags.resize(SETS * WAYS, 0);
-                table.slots.resize_with(SETS * WAYS, || None);
+            let mut old = None;
+            if table.sets != hot.sets {
+                // The first fill, or `init` with another size: start over at that size.
+                old = Some(std::mem::take(&mut table.slots));
+                table.sets = hot.sets;
+                table.tags = vec![0; hot.sets * WAYS];
+                table.slots.resize_with(hot.sets * WAYS, || None);
             }
-            let set = probe.set();
+            let set = probe.set(table.sets);
             let ways = table.slots.get(set..set + WAYS)?;
             let now = Instant::now();
             // The slot of this key, else an empty or dead one, else each way in turn.
@@ -289,7 +313,8 @@ pub(crate) fn fill(
                     table.turn % WAYS
                 });
             *table.tags.get_mut(set + way)? = probe.tag;
-            table.slots.get_mut(set + way).map(|old| old.replace(slot))
+            let replaced = table.slots.get_mut(set + way).map(|old| old.replace(slot));
+            Some((replaced, old))
         })
         .ok()
         .flatten();
@@ -346,6 +371,12 @@ mod tests {
         any.downcast_ref::<u32>().copied()
     }
 
+    const SETS: usize = 512;
+
+    fn hs(epochs: &Epochs) -> HotSet<'_> {
+        HotSet { epochs, sets: SETS }
+    }
+
     fn later() -> Instant {
         Instant::now() + Duration::from_secs(60)
     }
@@ -356,7 +387,7 @@ mod tests {
         let epochs = Epochs::new();
         let probe = Probe::new(1, 1, b"[1]");
         let seen = epochs.seen("p::f:a");
-        fill(&probe, &epochs, seen, later(), value(7));
+        fill(&probe, hs(&epochs), seen, later(), value(7));
         assert_eq!(get(&probe, &epochs, fetch), Some(7));
         epochs.changed("p::f:a");
         assert_eq!(get(&probe, &epochs, fetch), None);
@@ -369,11 +400,11 @@ mod tests {
         let probe = Probe::new(1, 1, b"[1]");
         let seen = epochs.seen("p::f:a");
         epochs.changed("p::f:a");
-        fill(&probe, &epochs, seen, later(), value(7));
+        fill(&probe, hs(&epochs), seen, later(), value(7));
         assert_eq!(get(&probe, &epochs, fetch), None);
         epochs.all_changed();
         let seen = epochs.seen("p::f:a");
-        fill(&probe, &epochs, seen, later(), value(8));
+        fill(&probe, hs(&epochs), seen, later(), value(8));
         assert_eq!(get(&probe, &epochs, fetch), Some(8));
         epochs.all_changed();
         assert_eq!(get(&probe, &epochs, fetch), None);
@@ -384,9 +415,27 @@ mod tests {
         forget_all();
         let epochs = Epochs::new();
         let seen = epochs.seen("k");
-        fill(&Probe::new(1, 1, b"[1]"), &epochs, seen, later(), value(1));
-        fill(&Probe::new(2, 1, b"[1]"), &epochs, seen, later(), value(2));
-        fill(&Probe::new(1, 2, b"[1]"), &epochs, seen, later(), value(3));
+        fill(
+            &Probe::new(1, 1, b"[1]"),
+            hs(&epochs),
+            seen,
+            later(),
+            value(1),
+        );
+        fill(
+            &Probe::new(2, 1, b"[1]"),
+            hs(&epochs),
+            seen,
+            later(),
+            value(2),
+        );
+        fill(
+            &Probe::new(1, 2, b"[1]"),
+            hs(&epochs),
+            seen,
+            later(),
+            value(3),
+        );
         assert_eq!(get(&Probe::new(1, 1, b"[1]"), &epochs, fetch), Some(1));
         assert_eq!(get(&Probe::new(2, 1, b"[1]"), &epochs, fetch), Some(2));
         assert_eq!(get(&Probe::new(1, 2, b"[1]"), &epochs, fetch), Some(3));
@@ -399,7 +448,13 @@ mod tests {
         let long = [b'x'; 100];
         let mut other = long;
         other[99] = b'y';
-        fill(&Probe::new(1, 1, &long), &epochs, seen, later(), value(4));
+        fill(
+            &Probe::new(1, 1, &long),
+            hs(&epochs),
+            seen,
+            later(),
+            value(4),
+        );
         assert_eq!(get(&Probe::new(1, 1, &long), &epochs, fetch), Some(4));
         let mut forged = Probe::new(1, 1, &other);
         forged.tag = Probe::new(1, 1, &long).tag;
@@ -411,7 +466,13 @@ mod tests {
         forget_all();
         let epochs = Epochs::new();
         let probe = Probe::new(1, 1, b"[1]");
-        fill(&probe, &epochs, epochs.seen("k"), Instant::now(), value(1));
+        fill(
+            &probe,
+            hs(&epochs),
+            epochs.seen("k"),
+            Instant::now(),
+            value(1),
+        );
         assert_eq!(get(&probe, &epochs, fetch), None);
     }
 
@@ -420,7 +481,13 @@ mod tests {
         forget_all();
         let epochs = Epochs::new();
         let probe = Probe::new(1, 1, b"[1]");
-        fill(&probe, &epochs, epochs.seen("k"), later(), Arc::new("text"));
+        fill(
+            &probe,
+            hs(&epochs),
+            epochs.seen("k"),
+            later(),
+            Arc::new("text"),
+        );
         assert_eq!(get(&probe, &epochs, fetch), None);
     }
 
@@ -433,7 +500,7 @@ mod tests {
         for (i, ident) in probes.iter().enumerate() {
             fill(
                 &Probe::new(1, 1, ident),
-                &epochs,
+                hs(&epochs),
                 seen,
                 later(),
                 value(i as u32),
@@ -452,6 +519,46 @@ mod tests {
     }
 
     #[test]
+    fn a_table_takes_the_size_it_is_asked_for() {
+        assert_eq!(sets_for(0), 0);
+        assert_eq!(sets_for(1), 1);
+        assert_eq!(sets_for(4_096), 512);
+        assert_eq!(sets_for(4_097), 1_024);
+        assert_eq!(sets_for(usize::MAX), MAX_SETS);
+        forget_all();
+        let epochs = Epochs::new();
+        let seen = epochs.seen("k");
+        let small = HotSet {
+            epochs: &epochs,
+            sets: 1,
+        };
+        for i in 0..20u32 {
+            let ident = i.to_string();
+            fill(
+                &Probe::new(1, 1, ident.as_bytes()),
+                small,
+                seen,
+                later(),
+                value(i),
+            );
+        }
+        let kept = (0..20u32)
+            .filter(|i| get(&Probe::new(1, 1, i.to_string().as_bytes()), &epochs, fetch).is_some())
+            .count();
+        assert_eq!(kept, WAYS, "one set of {WAYS} ways");
+        // Another size starts over.
+        fill(
+            &Probe::new(1, 1, b"x"),
+            hs(&epochs),
+            seen,
+            later(),
+            value(99),
+        );
+        assert_eq!(get(&Probe::new(1, 1, b"x"), &epochs, fetch), Some(99));
+        assert_eq!(get(&Probe::new(1, 1, b"19"), &epochs, fetch), None);
+    }
+
+    #[test]
     fn inline_refuses_what_does_not_fit() {
         let mut inline = Inline::new();
         assert!(inline.push(b"ab"));
@@ -464,7 +571,7 @@ mod tests {
     #[test]
     fn the_hash_spreads_small_inputs_over_the_sets() {
         let sets: std::collections::HashSet<usize> = (0..1_000u32)
-            .map(|i| Probe::new(1, 1, format!("[{i}]").as_bytes()).set())
+            .map(|i| Probe::new(1, 1, format!("[{i}]").as_bytes()).set(SETS))
             .collect();
         // 1,000 keys into 512 sets: about 440 distinct sets if the hash mixes well.
         assert!(sets.len() > 400, "{}", sets.len());

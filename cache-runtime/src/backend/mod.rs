@@ -72,6 +72,8 @@ pub(crate) struct Backend {
     pub(crate) store: AnyStore,
     /// Larger encoded values are not stored.
     pub(crate) max_value_size: usize,
+    /// Sets of each thread's hot set (0: none).
+    pub(crate) hot_sets: usize,
     pub(crate) flights: crate::flight::Flights,
 }
 
@@ -81,13 +83,21 @@ pub(crate) enum AnyStore {
 }
 
 impl Backend {
-    /// The epochs of the in-process store whose entries the threads' hot sets copy: the
-    /// memory store, or the near-cache. `None` when every hit needs Redis.
-    pub(crate) fn hot(&self) -> Option<&hot::Epochs> {
-        match &self.store {
-            AnyStore::Redis(s) => s.near_epochs(),
-            AnyStore::Memory(s) => Some(s.epochs()),
+    /// The threads' hot sets in front of the in-process store (the memory store, or the
+    /// near-cache): how large, and the store's epochs. `None` when every hit needs Redis, or
+    /// hot sets are off.
+    pub(crate) fn hot(&self) -> Option<hot::HotSet<'_>> {
+        if self.hot_sets == 0 {
+            return None;
         }
+        let epochs = match &self.store {
+            AnyStore::Redis(s) => s.near_epochs()?,
+            AnyStore::Memory(s) => s.epochs(),
+        };
+        Some(hot::HotSet {
+            epochs,
+            sets: self.hot_sets,
+        })
     }
 
     pub(crate) fn circuit(&self) -> crate::Circuit {
@@ -207,6 +217,7 @@ mod tests {
             prefix: "p".into(),
             store: AnyStore::Memory(memory::MemoryStore::new("p", 100)),
             max_value_size: 1024,
+            hot_sets: 0,
             flights: crate::flight::Flights::default(),
         }
     }
