@@ -1,11 +1,13 @@
 //! `cargo bench --bench hot_path`: the pieces of a cache hit, on the in-memory backend.
 //!
 //! - `key/hashed`: the ticket of a call (MD5 of the JSON of `[id]`, the key string, the
-//!   backend handle), exactly what `#[cache]` computes before it looks anything up;
+//!   backend handle), exactly what `#[cache]` computes before it looks anything up in a store
+//!   (here without hot sets, which would leave the MD5 for later);
 //! - `codec/from_slice`: decoding the ~150-byte JSON value;
-//! - `hit/memory`: a whole `#[cache]` hit on the memory backend, one `block_on` per call, next
-//!   to `hit/block_on_baseline`, the same `block_on` around an uncached function, so the
-//!   difference is the cache's own cost.
+//! - `hit/memory`: a whole `#[cache]` hit on the memory backend, served by the thread's hot
+//!   set, one `block_on` per call; `hit/memory_store`: the same with hot sets off, so that the
+//!   store (moka) serves it; next to `hit/block_on_baseline`, the same `block_on` around an
+//!   uncached function, so the difference is the cache's own cost.
 //!
 //! Short measurement windows keep the whole run under a minute.
 
@@ -36,18 +38,18 @@ static SPEC: Spec = Spec {
     ..Spec::DEFAULT
 };
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime(config: CacheConfig) -> tokio::runtime::Runtime {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    rt.block_on(cache_runtime::init(CacheConfig::memory()))
+    rt.block_on(cache_runtime::init(config))
         .expect("init the memory backend");
     rt
 }
 
 fn key(c: &mut Criterion) {
-    let _rt = runtime();
+    let _rt = runtime(CacheConfig::memory().hot_set(0));
     let id = 4_242u64;
     c.bench_function("key/hashed", |b| {
         b.iter(|| black_box(hashed(&SPEC, &[arg(black_box(&id))])))
@@ -63,12 +65,18 @@ fn codec(c: &mut Criterion) {
 }
 
 fn hit(c: &mut Criterion) {
-    let rt = runtime();
-    // Warm: the first call is a miss that stores the entry.
-    rt.block_on(get_product(4_242));
-    c.bench_function("hit/memory", |b| {
-        b.iter(|| black_box(rt.block_on(get_product(black_box(4_242)))))
-    });
+    for (name, config) in [
+        ("hit/memory", CacheConfig::memory()),
+        ("hit/memory_store", CacheConfig::memory().hot_set(0)),
+    ] {
+        let rt = runtime(config);
+        // Warm: the first call is a miss that stores the entry.
+        rt.block_on(get_product(4_242));
+        c.bench_function(name, |b| {
+            b.iter(|| black_box(rt.block_on(get_product(black_box(4_242)))))
+        });
+    }
+    let rt = runtime(CacheConfig::memory());
     c.bench_function("hit/block_on_baseline", |b| {
         b.iter(|| black_box(rt.block_on(get_product_uncached(black_box(4_242)))))
     });
