@@ -177,12 +177,17 @@ impl<'a> Probe<'a> {
 
     /// The index of the first way of this probe's set, in a table of `sets` sets.
     fn set(&self, sets: usize) -> usize {
-        ((self.tag >> 32) as usize & sets.wrapping_sub(1)) * WAYS
+        set_of(self.tag, sets)
     }
 
     fn matches(&self, slot: &Slot) -> bool {
         slot.function == self.function && slot.backend == self.backend && slot.ident() == self.ident
     }
+}
+
+/// The index of the first way of the set of `tag`, in a table of `sets` sets (a power of two).
+fn set_of(tag: u64, sets: usize) -> usize {
+    ((tag >> 32) as usize & sets.wrapping_sub(1)) * WAYS
 }
 
 /// Key bytes up to this long are kept in the slot itself, longer ones behind a pointer.
@@ -215,16 +220,60 @@ impl Slot {
     }
 }
 
+/// How many sets a thread's table starts with (512 slots, about 55 KB); it doubles, up to
+/// the configured size, whenever a full set would have to give up a live copy, so that a
+/// thread that copies a few entries holds a few slots.
+const FIRST_SETS: usize = 64;
+
 /// One thread's slots. The tags sit apart from the slots, so that looking at all ways of a
 /// set reads one cache line, and a slot is read only when its tag matches.
 #[derive(Default)]
 struct Table {
     /// A power of two; 0 until the first fill.
     sets: usize,
+    /// The most sets it may grow to (`CacheConfig::hot_set`).
+    max_sets: usize,
     tags: Vec<u64>,
     slots: Vec<Option<Slot>>,
     /// Picks the way a full set gives up.
     turn: usize,
+}
+
+impl Table {
+    /// Empty, with `sets` sets.
+    fn with_sets(sets: usize, max_sets: usize) -> Self {
+        let mut slots = Vec::new();
+        slots.resize_with(sets * WAYS, || None);
+        Table {
+            sets,
+            max_sets,
+            tags: vec![0; sets * WAYS],
+            slots,
+            turn: 0,
+        }
+    }
+
+    /// Twice the sets, each slot moved to the set its tag picks now. The ways of an old set
+    /// go to two new sets, so they always fit.
+    fn grow(&mut self) {
+        let mut grown = Table::with_sets(self.sets * 2, self.max_sets);
+        let old = std::mem::take(&mut self.slots);
+        for (tag, slot) in self.tags.iter().zip(old) {
+            let Some(slot) = slot else { continue };
+            let set = set_of(*tag, grown.sets);
+            let Some(ways) = grown.slots.get_mut(set..set + WAYS) else {
+                continue;
+            };
+            if let Some(way) = ways.iter().position(Option::is_none) {
+                ways[way] = Some(slot);
+                if let Some(kept) = grown.tags.get_mut(set + way) {
+                    *kept = *tag;
+                }
+            }
+        }
+        grown.turn = self.turn;
+        *self = grown;
+    }
 }
 
 thread_local! {
@@ -289,29 +338,34 @@ pub(crate) fn fill(
             let mut table = table.try_borrow_mut().ok()?;
             let table = &mut *table;
             let mut old = None;
-            if table.sets != hot.sets {
-                // The first fill, or `init` with another size: start over at that size.
-                old = Some(std::mem::take(&mut table.slots));
-                table.sets = hot.sets;
-                table.tags = vec![0; hot.sets * WAYS];
-                table.slots.resize_with(hot.sets * WAYS, || None);
+            if table.max_sets != hot.sets {
+                // The first fill, or `init` with another size: start over, small.
+                let fresh = Table::with_sets(FIRST_SETS.min(hot.sets), hot.sets);
+                old = Some(std::mem::replace(table, fresh));
             }
-            let set = probe.set(table.sets);
-            let ways = table.slots.get(set..set + WAYS)?;
             let now = Instant::now();
-            // The slot of this key, else an empty or dead one, else each way in turn.
-            let way = ways
-                .iter()
-                .position(|s| s.as_ref().is_some_and(|s| probe.matches(s)))
-                .or_else(|| ways.iter().position(Option::is_none))
-                .or_else(|| {
-                    ways.iter()
-                        .position(|s| s.as_ref().is_some_and(|s| !s.live(epochs, now)))
-                })
-                .unwrap_or_else(|| {
-                    table.turn = table.turn.wrapping_add(1);
-                    table.turn % WAYS
-                });
+            let (set, way) = loop {
+                let set = probe.set(table.sets);
+                let ways = table.slots.get(set..set + WAYS)?;
+                // The slot of this key, else an empty or dead one.
+                let free = ways
+                    .iter()
+                    .position(|s| s.as_ref().is_some_and(|s| probe.matches(s)))
+                    .or_else(|| ways.iter().position(Option::is_none))
+                    .or_else(|| {
+                        ways.iter()
+                            .position(|s| s.as_ref().is_some_and(|s| !s.live(epochs, now)))
+                    });
+                match free {
+                    Some(way) => break (set, way),
+                    None if table.sets < table.max_sets => table.grow(),
+                    // Full at its full size: each way in turn.
+                    None => {
+                        table.turn = table.turn.wrapping_add(1);
+                        break (set, table.turn % WAYS);
+                    }
+                }
+            };
             *table.tags.get_mut(set + way)? = probe.tag;
             let replaced = table.slots.get_mut(set + way).map(|old| old.replace(slot));
             Some((replaced, old))
@@ -556,6 +610,39 @@ mod tests {
         );
         assert_eq!(get(&Probe::new(1, 1, b"x"), &epochs, fetch), Some(99));
         assert_eq!(get(&Probe::new(1, 1, b"19"), &epochs, fetch), None);
+    }
+
+    #[test]
+    fn a_table_starts_small_and_grows_to_its_size_as_copies_come() {
+        forget_all();
+        let epochs = Epochs::new();
+        let seen = epochs.seen("k");
+        let sets = || TABLE.with(|table| table.borrow().sets);
+        fill(
+            &Probe::new(1, 1, b"[0]"),
+            hs(&epochs),
+            seen,
+            later(),
+            value(0),
+        );
+        assert_eq!(sets(), FIRST_SETS);
+        let idents: Vec<String> = (0..3_000u32).map(|i| format!("[{i}]")).collect();
+        for (i, ident) in idents.iter().enumerate() {
+            fill(
+                &Probe::new(1, 1, ident.as_bytes()),
+                hs(&epochs),
+                seen,
+                later(),
+                value(i as u32),
+            );
+        }
+        assert!(sets() > FIRST_SETS && sets() <= SETS, "{}", sets());
+        // Growing moved every copy to where lookups find it.
+        let found = idents
+            .iter()
+            .filter(|ident| get(&Probe::new(1, 1, ident.as_bytes()), &epochs, fetch).is_some())
+            .count();
+        assert!(found > 2_500, "{found} of 3,000 copies found");
     }
 
     #[test]
