@@ -7,8 +7,13 @@ use cache_runtime::CacheConfig;
 
 /// Holds this test's turn at the process-wide cache.
 async fn memory() -> tokio::sync::MutexGuard<'static, ()> {
+    memory_with(CacheConfig::memory()).await
+}
+
+/// [`memory`] with a configuration of the test's own.
+async fn memory_with(config: CacheConfig) -> tokio::sync::MutexGuard<'static, ()> {
     let turn = support::exclusive().await;
-    cache_runtime::init(CacheConfig::memory()).await.unwrap();
+    cache_runtime::init(config).await.unwrap();
     turn
 }
 
@@ -16,10 +21,7 @@ suite_cases!(memory);
 
 #[tokio::test]
 async fn capacity_bounds_the_number_of_entries() {
-    let _turn = support::exclusive().await;
-    cache_runtime::init(CacheConfig::memory().max_capacity(10))
-        .await
-        .unwrap();
+    let _turn = memory_with(CacheConfig::memory().max_capacity(10)).await;
     for i in 0..200 {
         suite::slow_square(i).await;
     }
@@ -37,10 +39,7 @@ async fn capacity_bounds_the_number_of_entries() {
 /// another thread stores the key again, that copy goes too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_stored_again_after_eviction_replaces_other_threads_copies() {
-    let _turn = support::exclusive().await;
-    cache_runtime::init(CacheConfig::memory().max_capacity(10))
-        .await
-        .unwrap();
+    let _turn = memory_with(CacheConfig::memory().max_capacity(10)).await;
     let other = suite::OtherThread::start();
     let copied = suite::warm_on(&other, || suite::versioned_by(1)).await;
     let mut here = copied;
@@ -61,10 +60,7 @@ async fn a_key_stored_again_after_eviction_replaces_other_threads_copies() {
 /// With hot sets off, every hit is the store's, and the behaviour is the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_sets_can_be_turned_off() {
-    let _turn = support::exclusive().await;
-    cache_runtime::init(CacheConfig::memory().hot_set(0))
-        .await
-        .unwrap();
+    let _turn = memory_with(CacheConfig::memory().hot_set(0)).await;
     suite::miss_then_hit().await;
     suite::a_copy_on_another_thread_never_outlives_a_change().await;
     // Three functions of a type that can be cloned still keep one decoded copy each in the

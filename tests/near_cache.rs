@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cache_runtime::{cache, clear_cache, CacheConfig, Scope};
 use redis::AsyncCommands;
-use support::{exclusive, RedisServer};
+use support::{exclusive, Fixture, RedisServer};
 
 async fn gets(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     let info: String = redis::cmd("INFO")
@@ -40,11 +40,6 @@ async fn init_l1(server: &RedisServer) {
 }
 
 /// A fresh server with the cache and its near-cache pointed at it, live.
-struct Fixture {
-    _server: RedisServer,
-    _turn: tokio::sync::MutexGuard<'static, ()>,
-}
-
 async fn redis_near() -> Fixture {
     let turn = exclusive().await;
     let server = RedisServer::start();
@@ -52,7 +47,7 @@ async fn redis_near() -> Fixture {
     // What `init_l1` stored to see the near-cache live is not part of any case.
     clear_cache(Scope::all()).await.unwrap();
     Fixture {
-        _server: server,
+        server,
         _turn: turn,
     }
 }

@@ -8,14 +8,9 @@ use std::time::Duration;
 
 use cache_runtime::{clear_cache, CacheConfig, Scope};
 use redis::AsyncCommands;
-use support::{exclusive, RedisServer};
+use support::{exclusive, Fixture, RedisServer};
 
-/// A fresh server with the cache pointed at it; both live as long as the test.
-struct Fixture {
-    server: RedisServer,
-    _turn: tokio::sync::MutexGuard<'static, ()>,
-}
-
+/// A fresh server with the cache pointed at it.
 async fn redis() -> Fixture {
     let turn = exclusive().await;
     let server = RedisServer::start();

@@ -6,6 +6,7 @@
 //! JSON array of the hashed arguments, streamed from the serializer into the digest.
 
 use std::fmt::{self, Write as _};
+use std::io::Write;
 
 use md5::{Digest, Md5};
 use serde::Serialize;
@@ -44,16 +45,11 @@ pub(crate) fn explicit(prefix: &str, namespace: &str, key: impl fmt::Display) ->
 pub struct Arg<'a>(&'a dyn ArgJson);
 
 trait ArgJson {
-    fn write_json(&self, out: &mut DigestWriter) -> Result<(), serde_json::Error>;
-    fn write_inline(&self, out: &mut InlineWriter<'_>) -> Result<(), serde_json::Error>;
+    fn write_json(&self, out: &mut dyn Write) -> Result<(), serde_json::Error>;
 }
 
 impl<T: Serialize + ?Sized> ArgJson for T {
-    fn write_json(&self, out: &mut DigestWriter) -> Result<(), serde_json::Error> {
-        serde_json::to_writer(out, self)
-    }
-
-    fn write_inline(&self, out: &mut InlineWriter<'_>) -> Result<(), serde_json::Error> {
+    fn write_json(&self, out: &mut dyn Write) -> Result<(), serde_json::Error> {
         serde_json::to_writer(out, self)
     }
 }
@@ -79,14 +75,7 @@ pub(crate) fn hashed(
     args: &[Arg<'_>],
 ) -> Result<String, serde_json::Error> {
     let mut digest = DigestWriter(Md5::new());
-    digest.0.update(b"[");
-    for (i, arg) in args.iter().enumerate() {
-        if i > 0 {
-            digest.0.update(b",");
-        }
-        arg.0.write_json(&mut digest)?;
-    }
-    digest.0.update(b"]");
+    write_array(&mut digest, args)?;
     Ok(assemble(
         prefix,
         namespace,
@@ -96,6 +85,18 @@ pub(crate) fn hashed(
     ))
 }
 
+/// Writes the JSON array of `args` (`[a,b]`) into `out`, streamed from the serializer.
+fn write_array(out: &mut dyn Write, args: &[Arg<'_>]) -> Result<(), serde_json::Error> {
+    out.write_all(b"[").map_err(serde_json::Error::io)?;
+    for (i, arg) in args.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",").map_err(serde_json::Error::io)?;
+        }
+        arg.0.write_json(out)?;
+    }
+    out.write_all(b"]").map_err(serde_json::Error::io)
+}
+
 /// Writes the JSON array of `args` (what [`hashed`] digests) into `inline`: `Ok(false)`
 /// when it does not fit there.
 pub(crate) fn write_args(inline: &mut Inline, args: &[Arg<'_>]) -> Result<bool, serde_json::Error> {
@@ -103,21 +104,10 @@ pub(crate) fn write_args(inline: &mut Inline, args: &[Arg<'_>]) -> Result<bool, 
         inline,
         overflowed: false,
     };
-    let write = |out: &mut InlineWriter<'_>| {
-        if !out.inline.push(b"[") {
-            return Ok(false);
-        }
-        for (i, arg) in args.iter().enumerate() {
-            if i > 0 && !out.inline.push(b",") {
-                return Ok(false);
-            }
-            arg.0.write_inline(out)?;
-        }
-        Ok(out.inline.push(b"]"))
-    };
-    match write(&mut out) {
+    match write_array(&mut out, args) {
+        Ok(()) => Ok(true),
         Err(_) if out.overflowed => Ok(false),
-        written => written,
+        Err(e) => Err(e),
     }
 }
 

@@ -85,12 +85,16 @@ fn random_fraction() -> f64 {
 /// One call's key, bound to the backend that was current when the call started.
 pub struct Ticket {
     backend: backend::Lent,
-    /// Empty while `args` holds what it is made of.
-    key: String,
+    key: TicketKey,
+    spec: &'static Spec,
+}
+
+/// A ticket's key, or what it is made of.
+enum TicketKey {
+    Made(String),
     /// The arguments' JSON of a hashed key, kept instead of the key when the backend has hot
     /// sets: a hot-set hit never needs the key, so its MD5 is left to the calls that do.
-    args: Option<Inline>,
-    spec: &'static Spec,
+    Args(Inline),
 }
 
 pub use crate::key::Arg;
@@ -180,43 +184,42 @@ pub fn hashed_typed(
     args: &[Arg<'_>],
 ) -> Option<Ticket> {
     let backend = current()?;
-    let hashed = if types.is_empty() && backend.hot().is_some() {
+    if types.is_empty() && backend.hot().is_some() {
         let mut inline = Inline::new();
         match key::write_args(&mut inline, args) {
             Ok(true) => {
                 return Some(Ticket {
                     backend,
-                    key: String::new(),
-                    args: Some(inline),
+                    key: TicketKey::Args(inline),
                     spec,
                 })
             }
-            // Too long to keep inline: streamed into the digest instead.
-            Ok(false) => key::hashed(&backend.prefix, spec.namespace, spec.function, types, args),
-            Err(e) => Err(e),
-        }
-    } else {
-        key::hashed(&backend.prefix, spec.namespace, spec.function, types, args)
-    };
-    match hashed {
-        Ok(key) => Some(Ticket {
-            backend,
-            key,
-            args: None,
-            spec,
-        }),
-        Err(e) => {
-            bump(Count::Bypassed);
-            if let Some(suppressed) = UNHASHABLE.allow() {
-                tracing::warn!(
-                    suppressed,
-                    function = spec.function,
-                    "arguments cannot be serialized into a cache key, running uncached: {e}"
-                );
-            }
-            None
+            // Too long to keep inline: streamed into the digest below.
+            Ok(false) => {}
+            Err(e) => return unhashable(spec, &e),
         }
     }
+    match key::hashed(&backend.prefix, spec.namespace, spec.function, types, args) {
+        Ok(key) => Some(Ticket {
+            backend,
+            key: TicketKey::Made(key),
+            spec,
+        }),
+        Err(e) => unhashable(spec, &e),
+    }
+}
+
+/// Arguments that do not serialize: the call runs uncached.
+fn unhashable(spec: &Spec, e: &serde_json::Error) -> Option<Ticket> {
+    bump(Count::Bypassed);
+    if let Some(suppressed) = UNHASHABLE.allow() {
+        tracing::warn!(
+            suppressed,
+            function = spec.function,
+            "arguments cannot be serialized into a cache key, running uncached: {e}"
+        );
+    }
+    None
 }
 
 /// The ticket of a call with a static key or a key builder's result.
@@ -225,8 +228,7 @@ pub fn keyed(spec: &'static Spec, key: impl Display) -> Option<Ticket> {
     let key = key::explicit(&backend.prefix, spec.namespace, key);
     Some(Ticket {
         backend,
-        key,
-        args: None,
+        key: TicketKey::Made(key),
         spec,
     })
 }
@@ -307,15 +309,11 @@ const MAX_FOLLOWS: usize = 3;
 impl Ticket {
     /// What identifies this call's slot in a hot set: the arguments' JSON, or the key.
     fn probe(&self) -> Probe<'_> {
-        let ident = match &self.args {
-            Some(args) => args.as_slice(),
-            None => self.key.as_bytes(),
+        let ident = match &self.key {
+            TicketKey::Args(args) => args.as_slice(),
+            TicketKey::Made(key) => key.as_bytes(),
         };
-        Probe::new(
-            std::ptr::from_ref(self.spec) as usize,
-            self.backend.id,
-            ident,
-        )
+        probe(self.spec, &self.backend, ident)
     }
 
     /// The value this thread's hot set keeps for this call, if it can be served.
@@ -338,8 +336,8 @@ impl Ticket {
     /// sets, in functions that do not ask for the time left.
     fn into_keyed(self, reusable: bool) -> Keyed {
         let fills = reusable && self.backend.hot().is_some() && !self.spec.wants_ttl();
-        let (key, ident) = match self.args {
-            Some(args) => (
+        let (key, ident) = match self.key {
+            TicketKey::Args(args) => (
                 key::from_json(
                     &self.backend.prefix,
                     self.spec.namespace,
@@ -352,7 +350,7 @@ impl Ticket {
                     Ident::None
                 },
             ),
-            None => (self.key, if fills { Ident::Key } else { Ident::None }),
+            TicketKey::Made(key) => (key, if fills { Ident::Key } else { Ident::None }),
         };
         Keyed {
             backend: self.backend,
@@ -381,6 +379,12 @@ struct Keyed {
     ident: Ident,
 }
 
+/// Where a call of the function of `spec` on `backend`, identified by `ident`, is kept in a
+/// hot set.
+fn probe<'a>(spec: &'static Spec, backend: &Backend, ident: &'a [u8]) -> Probe<'a> {
+    Probe::new(std::ptr::from_ref(spec) as usize, backend.id, ident)
+}
+
 /// What a call is after its hot set was asked: its value, or the call to make.
 fn prepare<T>(ticket: Option<Ticket>, reuse: Option<Reuse<T>>) -> Result<T, Option<Keyed>> {
     let Some(ticket) = ticket else {
@@ -399,11 +403,7 @@ impl Keyed {
             Ident::Key => self.key.as_bytes(),
             Ident::Args(args) => args,
         };
-        Some(Probe::new(
-            std::ptr::from_ref(self.spec) as usize,
-            self.backend.id,
-            ident,
-        ))
+        Some(probe(self.spec, &self.backend, ident))
     }
 
     async fn lookup<T: DeserializeOwned>(
@@ -772,16 +772,7 @@ where
     B: FnOnce() -> F,
     F: Future<Output = Result<T, E>>,
 {
-    let call = match prepare(ticket, reuse) {
-        Ok(value) => return Call::hot(Ok(value)),
-        Err(call) => call,
-    };
-    Call::cold(async move {
-        match call {
-            None => body().await,
-            Some(call) => call.run(reuse, body).await,
-        }
-    })
+    outcome(ticket, reuse, body)
 }
 
 /// Cache-aside for a function returning `Option`: only `Some` is stored.
@@ -795,8 +786,22 @@ where
     B: FnOnce() -> F,
     F: Future<Output = Option<T>>,
 {
+    outcome(ticket, reuse, body)
+}
+
+/// [`result`] and [`option`]: cache-aside for a body whose result tells what to store.
+fn outcome<O, B, F>(
+    ticket: Option<Ticket>,
+    reuse: Option<Reuse<O::Value>>,
+    body: B,
+) -> Call<O, impl Future<Output = O>>
+where
+    O: Outcome,
+    B: FnOnce() -> F,
+    F: Future<Output = O>,
+{
     let call = match prepare(ticket, reuse) {
-        Ok(value) => return Call::hot(Some(value)),
+        Ok(value) => return Call::hot(O::from_value(value)),
         Err(call) => call,
     };
     Call::cold(async move {

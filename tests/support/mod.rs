@@ -12,6 +12,13 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     TURN.lock().await
 }
 
+/// A test's own `redis-server` and its turn at the process-wide cache, which the test has
+/// pointed at that server; both live as long as the test.
+pub struct Fixture {
+    pub server: RedisServer,
+    pub _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

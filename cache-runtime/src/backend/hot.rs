@@ -435,13 +435,18 @@ mod tests {
         Instant::now() + Duration::from_secs(60)
     }
 
+    /// Fills a slot of the default size for a minute with the number `n`.
+    fn put(probe: &Probe<'_>, epochs: &Epochs, seen: Seen, n: u32) {
+        fill(probe, hs(epochs), seen, later(), value(n));
+    }
+
     #[test]
     fn a_slot_is_served_until_its_key_changes() {
         forget_all();
         let epochs = Epochs::new();
         let probe = Probe::new(1, 1, b"[1]");
         let seen = epochs.seen("p::f:a");
-        fill(&probe, hs(&epochs), seen, later(), value(7));
+        put(&probe, &epochs, seen, 7);
         assert_eq!(get(&probe, &epochs, fetch), Some(7));
         epochs.changed("p::f:a");
         assert_eq!(get(&probe, &epochs, fetch), None);
@@ -454,11 +459,11 @@ mod tests {
         let probe = Probe::new(1, 1, b"[1]");
         let seen = epochs.seen("p::f:a");
         epochs.changed("p::f:a");
-        fill(&probe, hs(&epochs), seen, later(), value(7));
+        put(&probe, &epochs, seen, 7);
         assert_eq!(get(&probe, &epochs, fetch), None);
         epochs.all_changed();
         let seen = epochs.seen("p::f:a");
-        fill(&probe, hs(&epochs), seen, later(), value(8));
+        put(&probe, &epochs, seen, 8);
         assert_eq!(get(&probe, &epochs, fetch), Some(8));
         epochs.all_changed();
         assert_eq!(get(&probe, &epochs, fetch), None);
@@ -469,27 +474,9 @@ mod tests {
         forget_all();
         let epochs = Epochs::new();
         let seen = epochs.seen("k");
-        fill(
-            &Probe::new(1, 1, b"[1]"),
-            hs(&epochs),
-            seen,
-            later(),
-            value(1),
-        );
-        fill(
-            &Probe::new(2, 1, b"[1]"),
-            hs(&epochs),
-            seen,
-            later(),
-            value(2),
-        );
-        fill(
-            &Probe::new(1, 2, b"[1]"),
-            hs(&epochs),
-            seen,
-            later(),
-            value(3),
-        );
+        put(&Probe::new(1, 1, b"[1]"), &epochs, seen, 1);
+        put(&Probe::new(2, 1, b"[1]"), &epochs, seen, 2);
+        put(&Probe::new(1, 2, b"[1]"), &epochs, seen, 3);
         assert_eq!(get(&Probe::new(1, 1, b"[1]"), &epochs, fetch), Some(1));
         assert_eq!(get(&Probe::new(2, 1, b"[1]"), &epochs, fetch), Some(2));
         assert_eq!(get(&Probe::new(1, 2, b"[1]"), &epochs, fetch), Some(3));
@@ -502,47 +489,30 @@ mod tests {
         let long = [b'x'; 100];
         let mut other = long;
         other[99] = b'y';
-        fill(
-            &Probe::new(1, 1, &long),
-            hs(&epochs),
-            seen,
-            later(),
-            value(4),
-        );
+        put(&Probe::new(1, 1, &long), &epochs, seen, 4);
         assert_eq!(get(&Probe::new(1, 1, &long), &epochs, fetch), Some(4));
         let mut forged = Probe::new(1, 1, &other);
         forged.tag = Probe::new(1, 1, &long).tag;
         assert_eq!(get(&forged, &epochs, fetch), None);
     }
 
-    #[test]
-    fn an_expired_slot_is_not_served() {
+    /// Whether a slot filled with `value` until `expires_at` is refused by a lookup for `u32`.
+    fn refused(expires_at: Instant, value: Arc<dyn Any + Send + Sync>) -> bool {
         forget_all();
         let epochs = Epochs::new();
         let probe = Probe::new(1, 1, b"[1]");
-        fill(
-            &probe,
-            hs(&epochs),
-            epochs.seen("k"),
-            Instant::now(),
-            value(1),
-        );
-        assert_eq!(get(&probe, &epochs, fetch), None);
+        fill(&probe, hs(&epochs), epochs.seen("k"), expires_at, value);
+        get(&probe, &epochs, fetch).is_none()
+    }
+
+    #[test]
+    fn an_expired_slot_is_not_served() {
+        assert!(refused(Instant::now(), value(1)));
     }
 
     #[test]
     fn another_type_is_not_served() {
-        forget_all();
-        let epochs = Epochs::new();
-        let probe = Probe::new(1, 1, b"[1]");
-        fill(
-            &probe,
-            hs(&epochs),
-            epochs.seen("k"),
-            later(),
-            Arc::new("text"),
-        );
-        assert_eq!(get(&probe, &epochs, fetch), None);
+        assert!(refused(later(), Arc::new("text")));
     }
 
     #[test]
@@ -552,13 +522,7 @@ mod tests {
         let seen = epochs.seen("k");
         let probes: Vec<Vec<u8>> = (0..20_000u32).map(|i| i.to_string().into_bytes()).collect();
         for (i, ident) in probes.iter().enumerate() {
-            fill(
-                &Probe::new(1, 1, ident),
-                hs(&epochs),
-                seen,
-                later(),
-                value(i as u32),
-            );
+            put(&Probe::new(1, 1, ident), &epochs, seen, i as u32);
         }
         let last = probes.len() - 1;
         assert_eq!(
@@ -601,13 +565,7 @@ mod tests {
             .count();
         assert_eq!(kept, WAYS, "one set of {WAYS} ways");
         // Another size starts over.
-        fill(
-            &Probe::new(1, 1, b"x"),
-            hs(&epochs),
-            seen,
-            later(),
-            value(99),
-        );
+        put(&Probe::new(1, 1, b"x"), &epochs, seen, 99);
         assert_eq!(get(&Probe::new(1, 1, b"x"), &epochs, fetch), Some(99));
         assert_eq!(get(&Probe::new(1, 1, b"19"), &epochs, fetch), None);
     }
@@ -618,23 +576,11 @@ mod tests {
         let epochs = Epochs::new();
         let seen = epochs.seen("k");
         let sets = || TABLE.with(|table| table.borrow().sets);
-        fill(
-            &Probe::new(1, 1, b"[0]"),
-            hs(&epochs),
-            seen,
-            later(),
-            value(0),
-        );
+        put(&Probe::new(1, 1, b"[0]"), &epochs, seen, 0);
         assert_eq!(sets(), FIRST_SETS);
         let idents: Vec<String> = (0..3_000u32).map(|i| format!("[{i}]")).collect();
         for (i, ident) in idents.iter().enumerate() {
-            fill(
-                &Probe::new(1, 1, ident.as_bytes()),
-                hs(&epochs),
-                seen,
-                later(),
-                value(i as u32),
-            );
+            put(&Probe::new(1, 1, ident.as_bytes()), &epochs, seen, i as u32);
         }
         assert!(sets() > FIRST_SETS && sets() <= SETS, "{}", sets());
         // Growing moved every copy to where lookups find it.

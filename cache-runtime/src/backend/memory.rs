@@ -18,7 +18,6 @@ use crate::CacheError;
 struct Entry {
     slot: Arc<Slot>,
     ttl: Duration,
-    expires_at: Instant,
 }
 
 /// One stored value: its bytes and, once a hit has decoded them for a type that can be
@@ -119,31 +118,27 @@ impl MemoryStore {
         &self.epochs
     }
 
-    /// The value under `key` and when it expires, without touching the task budget.
-    pub(crate) fn lookup(&self, key: &str) -> Option<(Arc<Slot>, Instant)> {
+    /// The value under `key`, without touching the task budget.
+    pub(crate) fn lookup(&self, key: &str) -> Option<Arc<Slot>> {
         if self.retired.load(Ordering::Relaxed) {
             return None;
         }
-        self.cache
-            .get(key)
-            .map(|entry| (entry.slot, entry.expires_at))
+        self.cache.get(key).map(|entry| entry.slot)
     }
 
     pub(crate) fn insert(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration) {
         if self.retired.load(Ordering::Relaxed) {
             return;
         }
-        let expires_at = Instant::now() + ttl;
         self.cache.insert(
             Arc::from(key),
             Entry {
                 slot: Arc::new(Slot {
                     bytes,
                     decoded: OnceLock::new(),
-                    expires_at,
+                    expires_at: Instant::now() + ttl,
                 }),
                 ttl,
-                expires_at,
             },
         );
         self.epochs.changed(key);
@@ -202,7 +197,10 @@ impl Store for MemoryStore {
         // A memory hit does no I/O: spend the task's budget so busy callers still yield.
         tokio::task::coop::consume_budget().await;
         match found {
-            Some((bytes, expires_at)) => Fetch::Hit(bytes, left(expires_at, want_ttl)),
+            Some(slot) => {
+                let left = left(slot.expires_at(), want_ttl);
+                Fetch::Hit(slot, left)
+            }
             None => Fetch::Miss,
         }
     }

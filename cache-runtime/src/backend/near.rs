@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 
@@ -54,8 +54,8 @@ impl Near {
         }
     }
 
-    /// A copy of the entry under `key` and when it expires.
-    pub(crate) fn get(&self, key: &str) -> Option<(Arc<Slot>, Instant)> {
+    /// A copy of the entry under `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<Slot>> {
         if self.live.load(Ordering::Acquire) {
             self.entries.lookup(key)
         } else {

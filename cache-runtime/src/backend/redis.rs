@@ -583,13 +583,11 @@ impl Store for RedisStore {
     type Bytes = RedisBytes;
 
     async fn get(&self, key: &str, want_ttl: bool) -> Fetch<RedisBytes> {
-        if let Some((bytes, expires_at)) = self.near.as_ref().and_then(|near| near.get(key)) {
+        if let Some(slot) = self.near.as_ref().and_then(|near| near.get(key)) {
             bump(Count::LocalHits);
             tokio::task::coop::consume_budget().await;
-            return Fetch::Hit(
-                RedisBytes::Shared(bytes),
-                super::memory::left(expires_at, want_ttl),
-            );
+            let left = super::memory::left(slot.expires_at(), want_ttl);
+            return Fetch::Hit(RedisBytes::Shared(slot), left);
         }
         let Some(permit) = self.breaker.permit() else {
             // Open circuit: no I/O happens, so spend budget to keep busy loops from starving.
