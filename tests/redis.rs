@@ -133,42 +133,6 @@ async fn garbage_in_redis_is_a_miss_and_is_overwritten() {
     assert_eq!(stored, r#"{"title":"shop"}"#, "overwritten");
 }
 
-/// A thread keeps the value it decoded from a Redis reply and reuses it for a reply of the
-/// same bytes; any other reply, written by anyone, is decoded and returned instead.
-#[tokio::test(flavor = "current_thread")]
-async fn a_value_changed_in_redis_is_what_the_next_call_returns() {
-    let f = redis().await;
-    let mut conn = f.server.client().await;
-    let first = suite::get_product(7).await;
-    assert_eq!(suite::get_product(7).await, first, "a hit, decoded once");
-    let key = keys(&mut conn, "cache:catalog:*")
-        .await
-        .pop()
-        .expect("the entry");
-    let original: Vec<u8> = conn.get(&key).await.unwrap();
-    let changed = suite::Product {
-        name: "renamed elsewhere".into(),
-        ..first.clone()
-    };
-    let _: () = conn
-        .set(&key, serde_json::to_vec(&changed).unwrap())
-        .await
-        .unwrap();
-    let hits = cache_runtime::stats().hits;
-    assert_eq!(suite::get_product(7).await, changed);
-    assert_eq!(suite::get_product(7).await, changed);
-    let _: () = conn.set(&key, &original).await.unwrap();
-    assert_eq!(suite::get_product(7).await, first);
-    assert_eq!(
-        cache_runtime::stats().hits,
-        hits + 3,
-        "all hits, none recomputed"
-    );
-    // A reply that does not decode as a product is a miss, whatever the thread keeps.
-    let _: () = conn.set(&key, "[1,2]").await.unwrap();
-    assert_eq!(suite::get_product(7).await, first, "a miss, recomputed");
-}
-
 /// Calls `get_product(id)` and checks the result is right whatever happens to Redis.
 async fn correct_product(id: u64) {
     let p = tokio::time::timeout(Duration::from_secs(5), suite::get_product(id))

@@ -184,27 +184,17 @@ impl CacheConfig {
         self
     }
 
-    /// How many decoded copies of hot entries each thread keeps (default 4,096; `0` turns
-    /// them off).
+    /// How many decoded copies of hot entries each thread keeps in front of the in-memory
+    /// backend or the near-cache (default 4,096; `0` turns them off).
     ///
-    /// In front of the in-memory backend or the near-cache, a hit on such a copy costs no
-    /// hashing of the key and touches nothing another thread writes: from 64 tasks on 2
-    /// cores, about 3 times the hits of the store behind it. A copy is served only while its
-    /// entry is unchanged and unexpired: every write, clear and invalidation of the store
-    /// makes the copies of what it changed miss. Only values of types that can be cloned are
-    /// copied, and only for functions without `refresh` or `stale_if_error` (those ask the
-    /// store for the time left).
-    ///
-    /// On Redis without a near-cache, every call still asks Redis. A copy there keeps the
-    /// reply it was decoded from (replies up to 4 KiB) and the key the arguments made: a
-    /// reply of exactly those bytes is answered with a clone of the value instead of parsing
-    /// its JSON again, and the next call with those arguments skips the MD5. Any other reply
-    /// is decoded and replaces the copy, so a call returns what its reply decodes to.
-    ///
-    /// Each thread that makes cached calls allocates 512 slots of about 110 bytes on its
-    /// first copy, and doubles them when a set is full, up to this many (450 KB at the
-    /// default). The slots keep alive the values they hold (and, on Redis, the replies) until
-    /// they are replaced, even after the store evicted them.
+    /// A hit on such a copy costs no hashing of the key and touches nothing another thread
+    /// writes: from 64 tasks on 2 cores, about 3 times the hits of the store behind it. A copy
+    /// is served only while its entry is unchanged and unexpired: every write, clear and
+    /// invalidation of the store makes the copies of what it changed miss. Each thread that
+    /// makes cached calls allocates 512 slots of about 110 bytes on its first copy, and
+    /// doubles them when a set is full, up to this many (450 KB at the default); the slots
+    /// keep alive the values they hold, which the store holds too until it evicts them. Only values of types that can be cloned are copied, and only for
+    /// functions without `refresh` or `stale_if_error` (those ask the store for the time left).
     ///
     /// ```
     /// let config = cache_runtime::CacheConfig::memory().hot_set(512);

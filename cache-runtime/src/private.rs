@@ -66,16 +66,6 @@ impl Spec {
         self.refresh > 0 || self.stale_if_error > 0
     }
 
-    /// When an entry stored now expires at the latest (its TTL with the stale window, no
-    /// jitter), or a year on for a TTL past what `Instant` holds.
-    fn latest_expiry(&self) -> std::time::Instant {
-        let now = std::time::Instant::now();
-        let ttl = Duration::from_secs(self.expire.saturating_add(self.stale_if_error));
-        now.checked_add(ttl)
-            .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
-            .unwrap_or(now)
-    }
-
     /// The TTL of a new entry in the store: `expire`, less its jitter, plus the stale window.
     fn store_ttl(&self) -> u64 {
         let cut = if self.jitter > 0.0 {
@@ -103,8 +93,7 @@ pub struct Ticket {
 enum TicketKey {
     Made(String),
     /// The arguments' JSON of a hashed key, kept instead of the key when the backend has hot
-    /// sets: a hot-set hit never needs the key, so its MD5 is left to the calls that do, and
-    /// a thread's slot remembers the key its arguments made.
+    /// sets: a hot-set hit never needs the key, so its MD5 is left to the calls that do.
     Args(Inline),
 }
 
@@ -195,7 +184,7 @@ pub fn hashed_typed(
     args: &[Arg<'_>],
 ) -> Option<Ticket> {
     let backend = current()?;
-    if types.is_empty() && (backend.hot().is_some() || backend.redis_copies().is_some()) {
+    if types.is_empty() && backend.hot().is_some() {
         let mut inline = Inline::new();
         match key::write_args(&mut inline, args) {
             Ok(true) => {
@@ -344,36 +333,23 @@ impl Ticket {
 
     /// The call with its key made. What identifies it in a hot set is kept only when a
     /// lookup may copy its value there: for values that can be cloned, on a backend with hot
-    /// sets, in functions that do not ask for the time left (on Redis without a near-cache,
-    /// in any function: a slot there is checked against the reply, which has the time).
+    /// sets, in functions that do not ask for the time left.
     fn into_keyed(self, reusable: bool) -> Keyed {
-        let fills = reusable
-            && match self.backend.hot() {
-                Some(_) => !self.spec.wants_ttl(),
-                None => self.backend.redis_copies().is_some(),
-            };
+        let fills = reusable && self.backend.hot().is_some() && !self.spec.wants_ttl();
         let (key, ident) = match self.key {
-            TicketKey::Args(args) => {
-                let known = fills
-                    .then(|| hot::key_of(&probe(self.spec, &self.backend, args.as_slice())))
-                    .flatten();
-                let key = known.unwrap_or_else(|| {
-                    key::from_json(
-                        &self.backend.prefix,
-                        self.spec.namespace,
-                        self.spec.function,
-                        args.as_slice(),
-                    )
-                });
-                (
-                    key,
-                    if fills {
-                        Ident::Args(args)
-                    } else {
-                        Ident::None
-                    },
-                )
-            }
+            TicketKey::Args(args) => (
+                key::from_json(
+                    &self.backend.prefix,
+                    self.spec.namespace,
+                    self.spec.function,
+                    args.as_slice(),
+                ),
+                if fills {
+                    Ident::Args(args.as_slice().into())
+                } else {
+                    Ident::None
+                },
+            ),
             TicketKey::Made(key) => (key, if fills { Ident::Key } else { Ident::None }),
         };
         Keyed {
@@ -392,7 +368,7 @@ enum Ident {
     /// The key itself (a static key, a key builder's result, a method's or generic's key).
     Key,
     /// The arguments' JSON.
-    Args(Inline),
+    Args(Box<[u8]>),
 }
 
 /// A call that was not served from its thread's hot set, with its key made.
@@ -425,7 +401,7 @@ impl Keyed {
         let ident = match &self.ident {
             Ident::None => return None,
             Ident::Key => self.key.as_bytes(),
-            Ident::Args(args) => args.as_slice(),
+            Ident::Args(args) => args,
         };
         Some(probe(self.spec, &self.backend, ident))
     }
@@ -463,26 +439,12 @@ impl Keyed {
                         return Lookup::Hit(value, left);
                     }
                 }
-                let same = self.same_reply(reuse, held.slot().is_none(), held.bytes());
-                if let Some(value) = same
-                    .as_ref()
-                    .and_then(|(reuse, probe, _)| hot::get_same(probe, held.bytes(), reuse.fetch))
-                {
-                    bump(Count::Hits);
-                    return Lookup::Hit(value, left);
-                }
                 match codec::decode(held.bytes()) {
                     Ok(value) => {
                         bump(Count::Hits);
                         if let Some((reuse, slot)) = slot {
                             slot.keep((reuse.keep)(&value));
                             self.fill_hot(slot, reuse, seen);
-                        }
-                        if let Some((reuse, probe, sets)) = same {
-                            let expires_at = self.spec.latest_expiry();
-                            let value = (reuse.keep)(&value);
-                            let bytes = held.bytes();
-                            hot::fill_same(&probe, sets, bytes, self.args_key(), expires_at, value);
                         }
                         Lookup::Hit(value, left)
                     }
@@ -514,30 +476,8 @@ impl Keyed {
             return;
         };
         if let Some(value) = slot.decoded_arc().filter(|value| (reuse.is)(&**value)) {
-            hot::fill(&probe, hot, seen, self.args_key(), slot.expires_at(), value);
+            hot::fill(&probe, hot, seen, slot.expires_at(), value);
         }
-    }
-
-    /// The key, when the arguments made it: kept with a slot, so the next call need not hash
-    /// them.
-    fn args_key(&self) -> Option<&str> {
-        matches!(self.ident, Ident::Args(_)).then_some(self.key.as_str())
-    }
-
-    /// Where this thread keeps the value decoded from this call's Redis reply `bytes`, with the
-    /// table's size: for a fresh reply (`fresh`: not a near-cache's copy) of a type that can
-    /// be cloned, not too long to keep, when the backend keeps such values.
-    fn same_reply<T>(
-        &self,
-        reuse: Option<Reuse<T>>,
-        fresh: bool,
-        bytes: &[u8],
-    ) -> Option<(Reuse<T>, Probe<'_>, usize)> {
-        if !fresh || bytes.len() > hot::SAME_MAX {
-            return None;
-        }
-        let sets = self.backend.redis_copies()?;
-        Some((reuse?, self.probe()?, sets))
     }
 
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Option<Arc<[u8]>> {

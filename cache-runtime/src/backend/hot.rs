@@ -12,13 +12,6 @@
 //! made, a slot remembers the epochs it was filled under (read before the store was), and a
 //! slot whose epochs moved is not served. A slot never outlives its entry's expiry either.
 //! Slots are told apart by the exact bytes that make the key, never by a hash alone.
-//!
-//! On Redis without a near-cache there is no in-process store to copy, but a hot key's value
-//! comes back from Redis as the same bytes call after call, and parsing them is most of what
-//! a hit costs this process. There a slot keeps the bytes it decoded and the key it derived
-//! from the arguments: every call still asks Redis, and a reply of exactly those bytes is
-//! answered with a clone of the decoded value instead of a parse; any other reply is decoded
-//! and replaces the slot. What a call returns is therefore always what its reply decodes to.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -54,9 +47,6 @@ pub(crate) struct HotSet<'a> {
 }
 /// Argument JSON up to this long is keyed in the hot set; longer arguments take the moka path.
 pub(crate) const INLINE: usize = 64;
-/// Redis replies up to this long are kept with their decoded value (see the module's docs):
-/// the bytes are held once more per thread, so larger ones are parsed every time.
-pub(crate) const SAME_MAX: usize = 4096;
 
 /// Versions of a store's contents: `global` moves when many keys change at once (a namespace
 /// or full clear, a flush), a stripe when a key of that stripe changes.
@@ -208,21 +198,11 @@ enum Ident {
     Long(Box<[u8]>),
 }
 
-/// What tells whether a slot's value may be served.
-enum Guard {
-    /// A copy of an in-process store's entry, served while the store's epochs read as these.
-    Epochs(Seen),
-    /// The value these bytes, a Redis reply, decode to: served for a reply of the same bytes.
-    Bytes(Box<[u8]>),
-}
-
 struct Slot {
     function: usize,
     backend: u64,
     ident: Ident,
-    guard: Guard,
-    /// The key the arguments in `ident` make, so that the next call need not hash them.
-    key: Option<Box<str>>,
+    seen: Seen,
     expires_at: Instant,
     value: Arc<dyn Any + Send + Sync>,
 }
@@ -235,14 +215,8 @@ impl Slot {
         }
     }
 
-    /// Whether it may still be served; `epochs` are those of the store being filled from (a
-    /// slot copied from another store counts as dead when a set needs room).
-    fn live(&self, epochs: Option<&Epochs>, now: Instant) -> bool {
-        now < self.expires_at
-            && match &self.guard {
-                Guard::Epochs(seen) => epochs.is_some_and(|epochs| epochs.unchanged(seen)),
-                Guard::Bytes(_) => true,
-            }
+    fn live(&self, epochs: &Epochs, now: Instant) -> bool {
+        now < self.expires_at && epochs.unchanged(&self.seen)
     }
 }
 
@@ -306,8 +280,13 @@ thread_local! {
     static TABLE: RefCell<Table> = RefCell::new(Table::default());
 }
 
-/// What `read` makes of this thread's slot of `probe`, if there is one.
-fn find<R>(probe: &Probe<'_>, read: impl FnOnce(&Slot) -> Option<R>) -> Option<R> {
+/// The value this thread keeps for `probe`, if the entry it copies is unchanged and unexpired;
+/// `fetch` clones it out as the caller's type (`None` for another type).
+pub(crate) fn get<T>(
+    probe: &Probe<'_>,
+    epochs: &Epochs,
+    fetch: fn(&(dyn Any + Send + Sync)) -> Option<T>,
+) -> Option<T> {
     TABLE
         .try_with(|table| {
             // A `Clone` that makes a cached call finds the table borrowed: that call misses.
@@ -319,100 +298,24 @@ fn find<R>(probe: &Probe<'_>, read: impl FnOnce(&Slot) -> Option<R>) -> Option<R
                 .iter()
                 .position(|&tag| tag == probe.tag)?;
             let slot = table.slots.get(set + way)?.as_ref()?;
-            if !probe.matches(slot) {
+            if !probe.matches(slot) || !slot.live(epochs, Instant::now()) {
                 return None;
             }
-            read(slot)
+            fetch(&*slot.value)
         })
         .ok()
         .flatten()
 }
 
-/// The value this thread keeps for `probe`, if the entry it copies is unchanged and unexpired;
-/// `fetch` clones it out as the caller's type (`None` for another type).
-pub(crate) fn get<T>(
-    probe: &Probe<'_>,
-    epochs: &Epochs,
-    fetch: fn(&(dyn Any + Send + Sync)) -> Option<T>,
-) -> Option<T> {
-    find(probe, |slot| {
-        if !matches!(slot.guard, Guard::Epochs(_)) || !slot.live(Some(epochs), Instant::now()) {
-            return None;
-        }
-        fetch(&*slot.value)
-    })
-}
-
-/// The value this thread decoded from a Redis reply of exactly `bytes` for `probe`, cloned
-/// out by `fetch`. Equal bytes decode to an equal value whenever they were stored, so
-/// neither the time nor other threads' writes matter here.
-pub(crate) fn get_same<T>(
-    probe: &Probe<'_>,
-    bytes: &[u8],
-    fetch: fn(&(dyn Any + Send + Sync)) -> Option<T>,
-) -> Option<T> {
-    find(probe, |slot| match &slot.guard {
-        Guard::Bytes(kept) if **kept == *bytes => fetch(&*slot.value),
-        _ => None,
-    })
-}
-
-/// The key this thread last derived from the arguments of `probe`.
-pub(crate) fn key_of(probe: &Probe<'_>) -> Option<String> {
-    find(probe, |slot| slot.key.as_deref().map(str::to_owned))
-}
-
 /// Keeps `value`, the decoded copy of an entry that expires at `expires_at`, for this
-/// thread's next calls of `probe`; `seen` are the epochs read before the store was, and `key`
-/// the key `probe`'s arguments make, if they are arguments.
+/// thread's next calls of `probe`; `seen` are the epochs read before the store was.
 pub(crate) fn fill(
     probe: &Probe<'_>,
     hot: HotSet<'_>,
     seen: Seen,
-    key: Option<&str>,
     expires_at: Instant,
     value: Arc<dyn Any + Send + Sync>,
 ) {
-    let kept = Kept {
-        guard: Guard::Epochs(seen),
-        key,
-        expires_at,
-        value,
-    };
-    place(probe, hot.sets, Some(hot.epochs), kept);
-}
-
-/// Keeps `value`, what the Redis reply `bytes` decoded to, for this thread's next calls of
-/// `probe` (in a table of `sets` sets); `key` as for [`fill`]. The entry expires by
-/// `expires_at` at the latest.
-pub(crate) fn fill_same(
-    probe: &Probe<'_>,
-    sets: usize,
-    bytes: &[u8],
-    key: Option<&str>,
-    expires_at: Instant,
-    value: Arc<dyn Any + Send + Sync>,
-) {
-    let kept = Kept {
-        guard: Guard::Bytes(bytes.into()),
-        key,
-        expires_at,
-        value,
-    };
-    place(probe, sets, None, kept);
-}
-
-/// What a new slot holds besides its probe.
-struct Kept<'a> {
-    guard: Guard,
-    key: Option<&'a str>,
-    expires_at: Instant,
-    value: Arc<dyn Any + Send + Sync>,
-}
-
-/// Puts `kept` in the slot of `probe`, in a table of `sets` sets filled from the store of
-/// `epochs` (`None`: from Redis replies).
-fn place(probe: &Probe<'_>, sets: usize, epochs: Option<&Epochs>, kept: Kept<'_>) {
     let ident = if probe.ident.len() <= SHORT {
         let mut bytes = [0; SHORT];
         bytes[..probe.ident.len()].copy_from_slice(probe.ident);
@@ -425,19 +328,19 @@ fn place(probe: &Probe<'_>, sets: usize, epochs: Option<&Epochs>, kept: Kept<'_>
         function: probe.function,
         backend: probe.backend,
         ident,
-        guard: kept.guard,
-        key: kept.key.map(Box::from),
-        expires_at: kept.expires_at,
-        value: kept.value,
+        seen,
+        expires_at,
+        value,
     };
+    let epochs = hot.epochs;
     let replaced = TABLE
         .try_with(|table| {
             let mut table = table.try_borrow_mut().ok()?;
             let table = &mut *table;
             let mut old = None;
-            if table.max_sets != sets {
+            if table.max_sets != hot.sets {
                 // The first fill, or `init` with another size: start over, small.
-                let fresh = Table::with_sets(FIRST_SETS.min(sets), sets);
+                let fresh = Table::with_sets(FIRST_SETS.min(hot.sets), hot.sets);
                 old = Some(std::mem::replace(table, fresh));
             }
             let now = Instant::now();
@@ -534,7 +437,7 @@ mod tests {
 
     /// Fills a slot of the default size for a minute with the number `n`.
     fn put(probe: &Probe<'_>, epochs: &Epochs, seen: Seen, n: u32) {
-        fill(probe, hs(epochs), seen, None, later(), value(n));
+        fill(probe, hs(epochs), seen, later(), value(n));
     }
 
     #[test]
@@ -598,14 +501,7 @@ mod tests {
         forget_all();
         let epochs = Epochs::new();
         let probe = Probe::new(1, 1, b"[1]");
-        fill(
-            &probe,
-            hs(&epochs),
-            epochs.seen("k"),
-            None,
-            expires_at,
-            value,
-        );
+        fill(&probe, hs(&epochs), epochs.seen("k"), expires_at, value);
         get(&probe, &epochs, fetch).is_none()
     }
 
@@ -660,7 +556,6 @@ mod tests {
                 &Probe::new(1, 1, ident.as_bytes()),
                 small,
                 seen,
-                None,
                 later(),
                 value(i),
             );
@@ -694,30 +589,6 @@ mod tests {
             .filter(|ident| get(&Probe::new(1, 1, ident.as_bytes()), &epochs, fetch).is_some())
             .count();
         assert!(found > 2_500, "{found} of 3,000 copies found");
-    }
-
-    #[test]
-    fn a_decoded_reply_is_served_only_for_the_same_bytes() {
-        forget_all();
-        let probe = Probe::new(1, 1, b"[1]");
-        assert_eq!(key_of(&probe), None);
-        fill_same(&probe, SETS, b"7", Some("p::f:k1"), later(), value(7));
-        assert_eq!(get_same(&probe, b"7", fetch), Some(7));
-        assert_eq!(get_same(&probe, b"8", fetch), None, "another reply");
-        assert_eq!(get_same(&probe, b"", fetch), None);
-        assert_eq!(key_of(&probe).as_deref(), Some("p::f:k1"));
-        // Such a slot is no copy of an in-process store's entry, and the other way round.
-        let epochs = Epochs::new();
-        assert_eq!(get(&probe, &epochs, fetch), None);
-        put(&probe, &epochs, epochs.seen("k"), 9);
-        assert_eq!(get_same(&probe, b"7", fetch), None);
-        assert_eq!(key_of(&probe), None, "no key was kept with it");
-        // Another reply replaces the value and its bytes; another type is not served.
-        fill_same(&probe, SETS, b"\"x\"", None, later(), Arc::new("x"));
-        assert_eq!(get_same(&probe, b"\"x\"", fetch), None);
-        fill_same(&probe, SETS, b"10", None, later(), value(10));
-        assert_eq!(get_same(&probe, b"10", fetch), Some(10));
-        assert_eq!(get_same(&Probe::new(2, 1, b"[1]"), b"10", fetch), None);
     }
 
     #[test]

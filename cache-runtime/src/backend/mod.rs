@@ -100,18 +100,6 @@ impl Backend {
         })
     }
 
-    /// The sets of each thread's table of values decoded from Redis replies, reused for a
-    /// reply of the same bytes (see [`hot`]). `None` when hot sets are off, or a near-cache or
-    /// the memory store has them.
-    pub(crate) fn redis_copies(&self) -> Option<usize> {
-        match &self.store {
-            AnyStore::Redis(s) if self.hot_sets > 0 && s.near_epochs().is_none() => {
-                Some(self.hot_sets)
-            }
-            _ => None,
-        }
-    }
-
     pub(crate) fn circuit(&self) -> crate::Circuit {
         match &self.store {
             AnyStore::Redis(s) => s.breaker.state(),
