@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use cache_runtime::{cache, clear_cache, stats, CacheConfig, Circuit, Scope};
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
-use support::{exclusive, RedisServer};
+use support::{exclusive, info_field, RedisServer};
 
 /// Scheduling slack on top of every computed bound: two cores shared with other builds.
 const SLACK: Duration = Duration::from_secs(1);
@@ -299,22 +299,6 @@ async fn until_redis_answers(limit: Duration) -> Option<Duration> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     None
-}
-
-async fn info_field(
-    conn: &mut MultiplexedConnection,
-    section: &str,
-    field: &str,
-) -> Option<String> {
-    let info: String = redis::cmd("INFO")
-        .arg(section)
-        .query_async(conn)
-        .await
-        .unwrap();
-    let prefix = format!("{field}:");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.trim().to_owned())
 }
 
 async fn dbsize(conn: &mut MultiplexedConnection) -> u64 {

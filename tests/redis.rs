@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cache_runtime::{clear_cache, CacheConfig, Scope};
 use redis::AsyncCommands;
-use support::{exclusive, Fixture, RedisServer};
+use support::{exclusive, info_field, Fixture, RedisServer};
 
 /// A fresh server with the cache pointed at it.
 async fn redis() -> Fixture {
@@ -306,20 +306,23 @@ async fn busy_callers_do_not_starve_other_tasks_while_redis_is_known_down() {
 
 /// `calls` of one command in `INFO commandstats`.
 async fn command_calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
+    info_field(conn, "commandstats", &format!("cmdstat_{command}"))
         .await
-        .unwrap();
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
+        .and_then(|v| v.strip_prefix("calls=")?.split(',').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
+/// A counter of `INFO stats`.
+async fn stat(conn: &mut redis::aio::MultiplexedConnection, field: &str) -> u64 {
+    info_field(conn, "stats", field)
+        .await
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+/// A lone call's lookup is one `GET`; lookups made while another is in flight go out
+/// together as one `MGET`. Either way each call reads its key once, and a miss writes once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hit_is_one_get_and_a_miss_one_get_and_one_set() {
+async fn a_hit_reads_its_key_once_and_a_miss_adds_one_set() {
     let f = redis().await;
     let mut admin = f.server.client().await;
     suite::get_product(1).await; // connects
@@ -328,25 +331,88 @@ async fn a_hit_is_one_get_and_a_miss_one_get_and_one_set() {
         .query_async(&mut admin)
         .await
         .unwrap();
-    let calls: Vec<_> = (0..64u64)
-        .map(|_| tokio::spawn(suite::get_product(1)))
-        .collect();
-    for call in calls {
-        call.await.unwrap();
-    }
     for id in 100..110 {
         suite::get_product(id).await;
     }
-    let (get, set, ping) = (
+    suite::get_product(1).await;
+    let counts = (
         command_calls(&mut admin, "get").await,
+        command_calls(&mut admin, "mget").await,
         command_calls(&mut admin, "set").await,
         command_calls(&mut admin, "ping").await,
     );
     assert_eq!(
-        (get, set, ping),
-        (74, 10, 0),
-        "64 hits and 10 misses: GETs, SETs, PINGs"
+        counts,
+        (11, 0, 10, 0),
+        "one at a time: GETs, MGETs, SETs, PINGs"
     );
+    let calls: Vec<_> = (0..64u64)
+        .map(|i| tokio::spawn(suite::get_product(1 + i % 2 * 99)))
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    let (get, mget, set) = (
+        command_calls(&mut admin, "get").await - 11,
+        command_calls(&mut admin, "mget").await,
+        command_calls(&mut admin, "set").await,
+    );
+    assert_eq!(set, 10, "64 hits write nothing");
+    assert!(
+        get + mget <= 64,
+        "{get} GETs and {mget} MGETs for 64 lookups"
+    );
+    // Every key read is a hit or a miss in Redis's own count.
+    let reads = stat(&mut admin, "keyspace_hits").await + stat(&mut admin, "keyspace_misses").await;
+    assert_eq!(reads, 11 + 64, "each call read its key once");
+    assert_eq!(stat(&mut admin, "keyspace_misses").await, 10);
+}
+
+/// Lookups of many keys at once, some stored and some not, each get their own key's value,
+/// whether they went out alone or in an `MGET`; and callers that give up mid-flight leave
+/// nothing stuck behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_lookups_each_get_their_own_value() {
+    let f = redis().await;
+    let mut admin = f.server.client().await;
+    for id in 0..100 {
+        suite::get_product(id).await;
+    }
+    for round in 0..5u64 {
+        // Ids below 100 are stored; each round's others are not until its calls store them.
+        let calls: Vec<_> = (0..200u64)
+            .map(|i| {
+                let id = if i % 2 == 0 {
+                    i / 2
+                } else {
+                    1000 * (round + 1) + i
+                };
+                tokio::spawn(async move { (id, suite::get_product(id).await) })
+            })
+            .collect();
+        // Some callers give up while their lookup is queued or in flight.
+        let cancelled: Vec<_> = (0..50u64)
+            .map(|i| tokio::spawn(suite::get_product(i)))
+            .collect();
+        for call in &cancelled {
+            call.abort();
+        }
+        for call in calls {
+            let (id, product) = call.await.unwrap();
+            assert_eq!(product.id, id, "round {round}");
+            assert_eq!(product.name, format!("product {id}"));
+        }
+    }
+    assert!(
+        command_calls(&mut admin, "mget").await > 0,
+        "some lookups were batched"
+    );
+    // Nothing is left waiting: lone calls still answer at once, from the cache.
+    let hits = cache_runtime::stats().hits;
+    for id in 0..10 {
+        correct_product(id).await;
+    }
+    assert_eq!(cache_runtime::stats().hits, hits + 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Where entries live: one [`Store`] trait, a Redis and a memory implementation, and the
 //! process-wide current backend set by [`init`](crate::init).
 
+mod batch;
 pub(crate) mod hot;
 pub(crate) mod memory;
 mod near;

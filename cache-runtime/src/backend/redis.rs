@@ -1,6 +1,8 @@
 //! The Redis backend: deadpool-redis creates, checks and replaces connections; the hot path
 //! shares one multiplexed connection, so a hit costs one `GET` round trip and concurrent
 //! callers pipeline over the same socket instead of checking out (and PINGing) per call.
+//! Lookups that start while another is in flight go out together as one `MGET` (see
+//! [`batch`](super::batch)).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use deadpool_redis::{Manager, Pool, Runtime};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
 
+use super::batch::{Batcher, Turn};
 use super::memory::Slot;
 use super::near::{self, Near};
 use super::{scope_prefix, Fetch, Held, Store};
@@ -37,6 +40,9 @@ static WRITES: AtomicU64 = AtomicU64::new(0);
 /// How many keys one `SCAN` step asks for.
 const SCAN_BATCH: usize = 1000;
 
+/// A failed command; shared, because one failed `MGET` fails every lookup it carried.
+type Failure = Arc<RedisError>;
+
 static CONNECT_FAILED: Throttle = Throttle::new();
 static COMMAND_FAILED: Throttle = Throttle::new();
 
@@ -62,6 +68,10 @@ pub(crate) struct RedisStore {
     grace_secs: u64,
     /// How long a cross-process lock is held at most, and waited for.
     lock_timeout: Duration,
+    /// How long a lookup waits for its answer, queued or sent.
+    command_timeout: Duration,
+    /// Lookups that arrive while one is in flight go out together as one `MGET`.
+    batcher: Arc<Batcher>,
     near: Option<Arc<Near>>,
     /// Where invalidations are published: `{prefix}:invalidate`.
     channel: String,
@@ -123,6 +133,8 @@ impl RedisStore {
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             grace_secs: config.clock_skew.as_secs_f64().ceil() as u64,
             lock_timeout: config.lock_timeout,
+            command_timeout: config.command_timeout,
+            batcher: Arc::default(),
             near,
             channel: near::channel(&config.prefix),
             listener,
@@ -197,6 +209,36 @@ impl RedisStore {
                 }
                 None
             }
+        }
+    }
+
+    /// `GET key`, or this key's share of an `MGET` when another lookup is in flight (see
+    /// [`batch`](super::batch)). A queued lookup waits at most the command timeout, like a
+    /// sent one; if its batch is dropped unanswered, it sends its own `GET`.
+    async fn get_one(
+        &self,
+        conn: &mut MultiplexedConnection,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, Failure> {
+        let rx = match self.batcher.turn(key) {
+            Turn::Lead(lead) => {
+                let reply = redis::cmd("GET").arg(key).query_async(conn).await;
+                lead.done(conn);
+                return reply.map_err(Arc::new);
+            }
+            Turn::Wait(rx) => rx,
+        };
+        match tokio::time::timeout(self.command_timeout, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_unanswered)) => redis::cmd("GET")
+                .arg(key)
+                .query_async(conn)
+                .await
+                .map_err(Arc::new),
+            Err(_elapsed) => Err(Arc::new(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer to a batched GET within the command timeout",
+            )))),
         }
     }
 
@@ -600,11 +642,9 @@ impl Store for RedisStore {
             tokio::task::coop::consume_budget().await;
             return Fetch::Unavailable;
         };
-        let reply: Result<(Option<Vec<u8>>, Option<Duration>), RedisError> =
+        let reply: Result<(Option<Vec<u8>>, Option<Duration>), Failure> =
             if self.near.is_none() && !want_ttl {
-                redis::cmd("GET")
-                    .arg(key)
-                    .query_async(&mut conn.conn)
+                self.get_one(&mut conn.conn, key)
                     .await
                     .map(|bytes| (bytes, None))
             } else {
@@ -618,7 +658,7 @@ impl Store for RedisStore {
                     .arg(key)
                     .query_async(&mut conn.conn)
                     .await;
-                reply.map(|(bytes, pttl)| {
+                reply.map_err(Arc::new).map(|(bytes, pttl)| {
                     let left = u64::try_from(pttl).ok().map(Duration::from_millis);
                     if let (Some(near), Some(epoch), Some(bytes), Some(left)) =
                         (&self.near, epoch, &bytes, left)
