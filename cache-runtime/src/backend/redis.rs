@@ -1,8 +1,7 @@
 //! The Redis backend: deadpool-redis creates, checks and replaces connections; the hot path
 //! shares one multiplexed connection, so a hit costs one `GET` round trip and concurrent
 //! callers pipeline over the same socket instead of checking out (and PINGing) per call.
-//! Lookups that start while another is in flight go out together as one `MGET` (see
-//! [`batch`](super::batch)).
+//! Lookups that start together go out together as one `MGET` (see [`batch`](super::batch)).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use deadpool_redis::{Manager, Pool, Runtime};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
 
-use super::batch::{Batcher, Turn};
+use super::batch::{Batcher, Failure};
 use super::memory::Slot;
 use super::near::{self, Near};
 use super::{scope_prefix, Fetch, Held, Store};
@@ -40,9 +39,6 @@ static WRITES: AtomicU64 = AtomicU64::new(0);
 /// How many keys one `SCAN` step asks for.
 const SCAN_BATCH: usize = 1000;
 
-/// A failed command; shared, because one failed `MGET` fails every lookup it carried.
-type Failure = Arc<RedisError>;
-
 static CONNECT_FAILED: Throttle = Throttle::new();
 static COMMAND_FAILED: Throttle = Throttle::new();
 
@@ -68,9 +64,7 @@ pub(crate) struct RedisStore {
     grace_secs: u64,
     /// How long a cross-process lock is held at most, and waited for.
     lock_timeout: Duration,
-    /// How long a lookup waits for its answer, queued or sent.
-    command_timeout: Duration,
-    /// Lookups that arrive while one is in flight go out together as one `MGET`.
+    /// Lookups that start together go out together, as one `MGET`.
     batcher: Arc<Batcher>,
     near: Option<Arc<Near>>,
     /// Where invalidations are published: `{prefix}:invalidate`.
@@ -133,7 +127,6 @@ impl RedisStore {
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             grace_secs: config.clock_skew.as_secs_f64().ceil() as u64,
             lock_timeout: config.lock_timeout,
-            command_timeout: config.command_timeout,
             batcher: Arc::default(),
             near,
             channel: near::channel(&config.prefix),
@@ -209,36 +202,6 @@ impl RedisStore {
                 }
                 None
             }
-        }
-    }
-
-    /// `GET key`, or this key's share of an `MGET` when another lookup is in flight (see
-    /// [`batch`](super::batch)). A queued lookup waits at most the command timeout, like a
-    /// sent one; if its batch is dropped unanswered, it sends its own `GET`.
-    async fn get_one(
-        &self,
-        conn: &mut MultiplexedConnection,
-        key: &str,
-    ) -> Result<Option<Vec<u8>>, Failure> {
-        let rx = match self.batcher.turn(key) {
-            Turn::Lead(lead) => {
-                let reply = redis::cmd("GET").arg(key).query_async(conn).await;
-                lead.done(conn);
-                return reply.map_err(Arc::new);
-            }
-            Turn::Wait(rx) => rx,
-        };
-        match tokio::time::timeout(self.command_timeout, rx).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_unanswered)) => redis::cmd("GET")
-                .arg(key)
-                .query_async(conn)
-                .await
-                .map_err(Arc::new),
-            Err(_elapsed) => Err(Arc::new(RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no answer to a batched GET within the command timeout",
-            )))),
         }
     }
 
@@ -644,7 +607,8 @@ impl Store for RedisStore {
         };
         let reply: Result<(Option<Vec<u8>>, Option<Duration>), Failure> =
             if self.near.is_none() && !want_ttl {
-                self.get_one(&mut conn.conn, key)
+                self.batcher
+                    .get(&mut conn.conn, key)
                     .await
                     .map(|bytes| (bytes, None))
             } else {
