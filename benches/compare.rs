@@ -20,7 +20,7 @@
 //! `callgrind_annotate`. Without valgrind that section says so and the rest runs.
 //!
 //! `COMPARE_ONLY=ours,hand` (names from the table, plus `redis-b`, `miss` and `callgrind`)
-//! runs a subset.
+//! runs a subset; `COMPARE_TASKS=4,16` measures at other numbers of tasks than 1 and 64.
 //!
 //! The bench starts its own `redis-server` on a free loopback port (never 6379) and stops it
 //! when done, on panic too. Every loop is bounded in count and time; a watchdog ends the run
@@ -50,7 +50,11 @@ const MEASURE: Duration = Duration::from_millis(600);
 const SETTLE: Duration = Duration::from_millis(150);
 /// Rounds of the whole alternation; the table shows the median one.
 const ROUNDS: usize = 10;
+/// Concurrencies measured unless `COMPARE_TASKS` names others.
 const CONCURRENCY: [usize; 2] = [1, 64];
+/// At most this many concurrencies, each at most `MAX_TASKS`, keep a run bounded.
+const MAX_CONCURRENCIES: usize = 4;
+const MAX_TASKS: usize = 1024;
 /// Latency samples kept per measurement, over all tasks (u32 nanoseconds: 32 MB at most).
 const MAX_SAMPLES: usize = 8_000_000;
 /// Cold calls per miss variant (each sleeps at least 1 ms).
@@ -769,6 +773,23 @@ fn grouped(n: f64) -> String {
     out
 }
 
+/// The numbers of tasks to measure at: `COMPARE_TASKS=4,16` (up to four, each 1 to 1,024),
+/// else [`CONCURRENCY`].
+fn concurrency() -> Vec<usize> {
+    let asked: Vec<usize> = std::env::var("COMPARE_TASKS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .filter(|n| (1..=MAX_TASKS).contains(n))
+        .take(MAX_CONCURRENCIES)
+        .collect();
+    if asked.is_empty() {
+        CONCURRENCY.to_vec()
+    } else {
+        asked
+    }
+}
+
 /// What to run: `COMPARE_ONLY=hand,cached` (names from the table, plus `redis-b`, `miss` and
 /// `callgrind`) runs a subset; unset, everything runs.
 fn selected(name: &str) -> bool {
@@ -1018,13 +1039,14 @@ fn main() {
         warm(&ctx, Variant::Cached).await;
     });
 
-    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); CONCURRENCY.len()]; 4];
-    let mut server_samples: Vec<Vec<ServerSample>> = vec![Vec::new(); CONCURRENCY.len()];
+    let concurrency = concurrency();
+    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); concurrency.len()]; 4];
+    let mut server_samples: Vec<Vec<ServerSample>> = vec![Vec::new(); concurrency.len()];
     let mut hot_commands: Vec<(usize, u64, Vec<CommandCount>)> = Vec::new();
-    let mut requests = [80_000u64; CONCURRENCY.len()];
+    let mut requests = vec![80_000u64; concurrency.len()];
 
     for round in 0..ROUNDS {
-        for (ci, &tasks) in CONCURRENCY.iter().enumerate() {
+        for (ci, &tasks) in concurrency.iter().enumerate() {
             // Rotate the order each round, so no variant always runs first or last.
             for k in 0..variants.len() {
                 let variant = variants[(k + round) % variants.len()];
@@ -1099,7 +1121,7 @@ fn main() {
     let legend = "cpu µs/op: this process's CPU time (user + system, all threads) per call; \
                   srv µs/op: redis-server's";
     for &variant in &variants {
-        for (ci, &tasks) in CONCURRENCY.iter().enumerate() {
+        for (ci, &tasks) in concurrency.iter().enumerate() {
             let rounds = &samples[variant as usize][ci];
             let m = at(variant, ci);
             let by_round: Vec<String> = rounds
@@ -1132,7 +1154,7 @@ fn main() {
         }
     }
     if selected("redis-b") {
-        for (ci, &tasks) in CONCURRENCY.iter().enumerate() {
+        for (ci, &tasks) in concurrency.iter().enumerate() {
             let s = median_by(&server_samples[ci], |s| s.rps);
             let by_round: Vec<String> = server_samples[ci]
                 .iter()
@@ -1166,7 +1188,7 @@ fn main() {
         if !(variants.contains(&a) && variants.contains(&b)) {
             continue;
         }
-        for (ci, &tasks) in CONCURRENCY.iter().enumerate() {
+        for (ci, &tasks) in concurrency.iter().enumerate() {
             let (x, y) = (at(a, ci), at(b, ci));
             let (xs, ys) = (&samples[a as usize][ci], &samples[b as usize][ci]);
             let paired = |f: fn(&Sample) -> f64| {
@@ -1189,7 +1211,7 @@ fn main() {
         }
     }
     if selected("redis-b") && variants.contains(&Variant::Ours) {
-        for (ci, &tasks) in CONCURRENCY.iter().enumerate() {
+        for (ci, &tasks) in concurrency.iter().enumerate() {
             let s = median_by(&server_samples[ci], |s| s.rps);
             println!(
                 "  {:>15} tasks {:>2}: throughput {:>5.2}x",
