@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::coarse::Deadline;
+
 /// Epoch stripes of a store: a change to one key makes the slots of about 1/256 of the keys
 /// refetch, not all of them.
 const STRIPES: usize = 256;
@@ -203,7 +205,8 @@ struct Slot {
     backend: u64,
     ident: Ident,
     seen: Seen,
-    expires_at: Instant,
+    /// Before the entry's expiry, on the cheap clock.
+    deadline: Deadline,
     value: Arc<dyn Any + Send + Sync>,
 }
 
@@ -215,8 +218,8 @@ impl Slot {
         }
     }
 
-    fn live(&self, epochs: &Epochs, now: Instant) -> bool {
-        now < self.expires_at && epochs.unchanged(&self.seen)
+    fn live(&self, epochs: &Epochs) -> bool {
+        self.deadline.ahead() && epochs.unchanged(&self.seen)
     }
 }
 
@@ -298,7 +301,7 @@ pub(crate) fn get<T>(
                 .iter()
                 .position(|&tag| tag == probe.tag)?;
             let slot = table.slots.get(set + way)?.as_ref()?;
-            if !probe.matches(slot) || !slot.live(epochs, Instant::now()) {
+            if !probe.matches(slot) || !slot.live(epochs) {
                 return None;
             }
             fetch(&*slot.value)
@@ -329,7 +332,7 @@ pub(crate) fn fill(
         backend: probe.backend,
         ident,
         seen,
-        expires_at,
+        deadline: Deadline::before(expires_at),
         value,
     };
     let epochs = hot.epochs;
@@ -343,7 +346,6 @@ pub(crate) fn fill(
                 let fresh = Table::with_sets(FIRST_SETS.min(hot.sets), hot.sets);
                 old = Some(std::mem::replace(table, fresh));
             }
-            let now = Instant::now();
             let (set, way) = loop {
                 let set = probe.set(table.sets);
                 let ways = table.slots.get(set..set + WAYS)?;
@@ -354,7 +356,7 @@ pub(crate) fn fill(
                     .or_else(|| ways.iter().position(Option::is_none))
                     .or_else(|| {
                         ways.iter()
-                            .position(|s| s.as_ref().is_some_and(|s| !s.live(epochs, now)))
+                            .position(|s| s.as_ref().is_some_and(|s| !s.live(epochs)))
                     });
                 match free {
                     Some(way) => break (set, way),

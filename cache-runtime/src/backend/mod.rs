@@ -2,6 +2,7 @@
 //! process-wide current backend set by [`init`](crate::init).
 
 mod batch;
+mod coarse;
 pub(crate) mod hot;
 pub(crate) mod memory;
 mod near;
