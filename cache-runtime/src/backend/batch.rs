@@ -82,6 +82,13 @@ impl Batcher {
         if counted.0 <= BATCH_ABOVE {
             return get_alone(conn, key).await;
         }
+        // Boxed: the batched path's future is large, and every lookup's future (a lone one's
+        // too) would otherwise carry and move its size.
+        Box::pin(self.batched(conn, key)).await
+    }
+
+    /// [`get`](Self::get) among many lookups in flight.
+    async fn batched(self: &Arc<Self>, conn: &mut MultiplexedConnection, key: &str) -> Reply {
         match self.role(key) {
             Role::Lead => self.lead(conn, key).await,
             Role::Follow(rx) => match rx.await {
