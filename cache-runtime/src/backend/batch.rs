@@ -8,8 +8,8 @@
 //! carries the same bytes. When a reply wakes many tasks at once, they start their next
 //! lookups one after the other on the same workers, and those make one batch. Nothing is held
 //! back for a round trip: a lookup waits at most for the tasks that were ready before it, so
-//! a few tasks lose nothing (holding lookups back while others were in flight halved the hits
-//! of 4 to 16 tasks).
+//! a few tasks lose nothing (holding lookups back while others were in flight cost 4 tasks
+//! half their hits, and 16 tasks a quarter).
 //!
 //! A lookup that gives up (cancelled) only closes its reply; a leader cancelled before it
 //! sent leaves its followers no answer, and each then sends its own `GET`.
@@ -27,7 +27,7 @@ pub(crate) type Failure = Arc<RedisError>;
 /// What a lookup gets: the stored bytes, none, or the error of its command.
 pub(crate) type Reply = Result<Option<Vec<u8>>, Failure>;
 
-/// The most keys one `MGET` asks for; lookups beyond it start a batch of their own.
+/// The most keys one `MGET` asks for; lookups beyond it send their own `GET`s.
 const MAX_BATCH: usize = 256;
 /// Lookups go out one `GET` each while at most this many are in flight. Below that, the
 /// extra hop of a batch (the leader's task wakes, then its followers) cost more than the
