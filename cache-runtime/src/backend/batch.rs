@@ -73,11 +73,7 @@ impl Batcher {
 
     /// Reads `key` on `conn`: as the leader of the lookups that start meanwhile, or as one of
     /// them.
-    pub(crate) async fn get(
-        self: &Arc<Self>,
-        conn: &mut MultiplexedConnection,
-        key: &str,
-    ) -> Reply {
+    pub(crate) async fn get(&self, conn: &mut MultiplexedConnection, key: &str) -> Reply {
         let counted = InFlight::enter(&self.in_flight);
         if counted.0 <= BATCH_ABOVE {
             return get_alone(conn, key).await;
@@ -88,7 +84,7 @@ impl Batcher {
     }
 
     /// [`get`](Self::get) among many lookups in flight.
-    async fn batched(self: &Arc<Self>, conn: &mut MultiplexedConnection, key: &str) -> Reply {
+    async fn batched(&self, conn: &mut MultiplexedConnection, key: &str) -> Reply {
         match self.role(key) {
             Role::Lead => self.lead(conn, key).await,
             Role::Follow(rx) => match rx.await {
@@ -118,8 +114,8 @@ impl Batcher {
         }
     }
 
-    async fn lead(self: &Arc<Self>, conn: &mut MultiplexedConnection, key: &str) -> Reply {
-        let leading = Leading(Some(Arc::clone(self)));
+    async fn lead(&self, conn: &mut MultiplexedConnection, key: &str) -> Reply {
+        let leading = Leading(Some(self));
         // Lets the tasks that are ready now run first; those that look up a key queue.
         tokio::task::yield_now().await;
         let batch = leading.take();
@@ -190,20 +186,20 @@ impl Drop for InFlight<'_> {
 
 /// A leader that has not taken its batch yet. Dropped before that (its caller cancelled), it
 /// sends the followers away to ask for themselves and lets the next lookup lead.
-struct Leading(Option<Arc<Batcher>>);
+struct Leading<'a>(Option<&'a Batcher>);
 
-impl Leading {
+impl Leading<'_> {
     /// The lookups that queued behind this leader, taken: later ones have a leader of their
     /// own.
     fn take(mut self) -> Vec<Waiter> {
-        self.0.take().map_or_else(Vec::new, |batcher| end(&batcher))
+        self.0.take().map_or_else(Vec::new, end)
     }
 }
 
-impl Drop for Leading {
+impl Drop for Leading<'_> {
     fn drop(&mut self) {
         if let Some(batcher) = self.0.take() {
-            drop(end(&batcher));
+            drop(end(batcher));
         }
     }
 }
@@ -220,7 +216,7 @@ mod tests {
 
     #[test]
     fn a_leader_takes_the_lookups_queued_behind_it_or_sends_them_away() {
-        let batcher = Arc::new(Batcher::default());
+        let batcher = Batcher::default();
         let queue = |key: &str| {
             let (reply, rx) = oneshot::channel();
             let mut state = batcher.lock();
@@ -231,7 +227,7 @@ mod tests {
             rx
         };
         batcher.lock().leading = true;
-        let leading = Leading(Some(Arc::clone(&batcher)));
+        let leading = Leading(Some(&batcher));
         let _a = queue("a");
         let _b = queue("b");
         let batch = leading.take();
@@ -242,7 +238,7 @@ mod tests {
         assert!(!batcher.lock().leading, "the next lookup leads");
         // A leader dropped before it took its batch: the followers get no answer.
         batcher.lock().leading = true;
-        let leading = Leading(Some(Arc::clone(&batcher)));
+        let leading = Leading(Some(&batcher));
         let mut c = queue("c");
         drop(leading);
         assert!(matches!(

@@ -42,30 +42,34 @@ fn margin() -> u64 {
 
 #[cfg(target_os = "linux")]
 fn now_nanos() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec, the only memory clock_gettime writes.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    match (rc, u64::try_from(ts.tv_sec), u64::try_from(ts.tv_nsec)) {
-        (0, Ok(secs), Ok(nanos)) => secs.saturating_mul(1_000_000_000).saturating_add(nanos),
-        // No reading: a time past every deadline, so nothing is served on it.
-        _ => u64::MAX,
-    }
+    // No reading: a time past every deadline, so nothing is served on it.
+    read_coarse(libc::clock_gettime).map_or(u64::MAX, |(secs, nanos)| {
+        secs.saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(nanos))
+    })
 }
 
 #[cfg(target_os = "linux")]
 fn resolution() -> Option<Duration> {
+    read_coarse(libc::clock_getres).map(|(secs, nanos)| Duration::new(secs, nanos))
+}
+
+/// What `call` (`clock_gettime` or `clock_getres`) says of `CLOCK_MONOTONIC_COARSE`: seconds
+/// and nanoseconds.
+#[cfg(target_os = "linux")]
+#[inline]
+fn read_coarse(
+    call: unsafe extern "C" fn(libc::clockid_t, *mut libc::timespec) -> libc::c_int,
+) -> Option<(u64, u32)> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: as in `now_nanos`.
-    let rc = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    // SAFETY: `ts` is a valid, writable timespec, the only memory either call writes.
+    let rc = unsafe { call(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     let secs = u64::try_from(ts.tv_sec).ok()?;
     let nanos = u32::try_from(ts.tv_nsec).ok()?;
-    (rc == 0).then(|| Duration::new(secs, nanos))
+    (rc == 0).then_some((secs, nanos))
 }
 
 /// Elsewhere, the real clock, from a base taken on first use.

@@ -65,7 +65,7 @@ pub(crate) struct RedisStore {
     /// How long a cross-process lock is held at most, and waited for.
     lock_timeout: Duration,
     /// Lookups that start together go out together, as one `MGET`.
-    batcher: Arc<Batcher>,
+    batcher: Batcher,
     near: Option<Arc<Near>>,
     /// Where invalidations are published: `{prefix}:invalidate`.
     channel: String,
@@ -127,7 +127,7 @@ impl RedisStore {
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             grace_secs: config.clock_skew.as_secs_f64().ceil() as u64,
             lock_timeout: config.lock_timeout,
-            batcher: Arc::default(),
+            batcher: Batcher::default(),
             near,
             channel: near::channel(&config.prefix),
             listener,
