@@ -325,8 +325,11 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
                 .collect();
             if types.is_empty() {
                 quote! {
-                    let __cache_ticket =
-                        ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[ #(#hashed),* ]);
+                    let __cache_ticket = ::cache_runtime::__private::hashed(
+                        &__CACHE_SPEC,
+                        &[ #(#hashed),* ],
+                        __cache_reuse,
+                    );
                 }
             } else {
                 quote! {
@@ -451,7 +454,7 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
         }
     };
     let call = quote_spanned! {ret_span=>
-        #mode(__cache_ticket, #reuse, move || async move {
+        #mode(__cache_ticket, __cache_reuse, move || async move {
             #fake_return
             #block
         })
@@ -468,6 +471,7 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
                 #(#options)*
                 ..::cache_runtime::__private::Spec::DEFAULT
             };
+        let __cache_reuse = #reuse;
         #ticket
         #call
     };
@@ -524,18 +528,20 @@ mod tests {
                         expire: 300u64,
                         ..::cache_runtime::__private::Spec::DEFAULT
                     };
+                let __cache_reuse = {
+                    #[allow(unused_imports)]
+                    use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
+                    (&&::cache_runtime::__private::Reusable::<u64>::NEW).reuse()
+                };
                 let __cache_ticket = ::cache_runtime::__private::hashed(
                     &__CACHE_SPEC,
                     &[
                         ::cache_runtime::__private::arg(&a),
                         ::cache_runtime::__private::arg(&b)
-                    ]
+                    ],
+                    __cache_reuse,
                 );
-                ::cache_runtime::__private::value(__cache_ticket, {
-                    #[allow(unused_imports)]
-                    use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
-                    (&&::cache_runtime::__private::Reusable::<u64>::NEW).reuse()
-                }, move || async move {
+                ::cache_runtime::__private::value(__cache_ticket, __cache_reuse, move || async move {
                     #allow
                     if false {
                         let __cache_fake_return: u64 = ::core::unreachable!();
@@ -569,13 +575,14 @@ mod tests {
                         expire: 60u64,
                         ..::cache_runtime::__private::Spec::DEFAULT
                     };
-                let __cache_ticket =
-                    ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[]);
-                ::cache_runtime::__private::value(__cache_ticket, {
+                let __cache_reuse = {
                     #[allow(unused_imports)]
                     use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
                     (&&::cache_runtime::__private::Reusable::<()>::NEW).reuse()
-                }, move || async move {
+                };
+                let __cache_ticket =
+                    ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[], __cache_reuse,);
+                ::cache_runtime::__private::value(__cache_ticket, __cache_reuse, move || async move {
                     #allow
                     if false {
                         let __cache_fake_return: () = ::core::unreachable!();
@@ -749,7 +756,8 @@ mod tests {
                     ::cache_runtime::__private::arg(&q),
                     ::cache_runtime::__private::arg(&p),
                     ::cache_runtime::__private::arg(&n)
-                ]
+                ],
+                __cache_reuse,
             );
         };
         assert_eq!(actual, expected.to_string());

@@ -82,19 +82,35 @@ fn random_fraction() -> f64 {
     (crate::random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// One call's key, bound to the backend that was current when the call started.
+/// One call's key, or what it is made of.
 pub struct Ticket {
-    backend: backend::Lent,
     key: TicketKey,
     spec: &'static Spec,
 }
 
-/// A ticket's key, or what it is made of.
 enum TicketKey {
-    Made(String),
-    /// The arguments' JSON of a hashed key, kept instead of the key when the backend has hot
-    /// sets: a hot-set hit never needs the key, so its MD5 is left to the calls that do.
+    /// The key, made with the prefix of the backend that was current when the call started,
+    /// which the call keeps.
+    Made(String, backend::Lent),
+    /// The arguments' JSON of a hashed key whose hot set was asked already and did not have
+    /// it. A hot-set hit needs neither the key nor a reference of its own to the backend, so
+    /// the MD5 and the reference are left to the calls that miss.
     Args(Inline),
+}
+
+/// How `#[cache]` starts a call: with the value, when this thread's hot set has it, or with
+/// the ticket of the call to make (`None`: run uncached).
+pub enum Start<T> {
+    /// The hot set's copy.
+    Hot(T),
+    /// The call to make.
+    Ticket(Option<Ticket>),
+}
+
+impl<T> From<Option<Ticket>> for Start<T> {
+    fn from(ticket: Option<Ticket>) -> Self {
+        Start::Ticket(ticket)
+    }
 }
 
 pub use crate::key::Arg;
@@ -171,38 +187,75 @@ pub fn arg<T: KeyPart>(value: &T) -> Arg<'_> {
     Arg::new(value)
 }
 
-/// The ticket of a call keyed by the hash of its arguments, or `None` to run uncached.
-pub fn hashed(spec: &'static Spec, args: &[Arg<'_>]) -> Option<Ticket> {
-    hashed_typed(spec, &[], args)
+/// A call keyed by the hash of its arguments: its value when this thread's hot set has it,
+/// else its ticket. The hot set is asked here, where the arguments' JSON is written, so that
+/// a hit needs no ticket, no key and no reference of its own to the backend.
+pub fn hashed<T>(spec: &'static Spec, args: &[Arg<'_>], reuse: Option<Reuse<T>>) -> Start<T> {
+    if !crate::is_enabled() {
+        bump(Count::Bypassed);
+        return Start::Ticket(None);
+    }
+    let mut inline = Inline::new();
+    let asked = backend::with_current(|backend| {
+        if backend.hot().is_none() {
+            return Asked::NoHotSet;
+        }
+        match key::write_args(&mut inline, args) {
+            Ok(true) => {}
+            // Too long to keep inline: streamed into the digest.
+            Ok(false) => return Asked::NoHotSet,
+            Err(e) => return Asked::Unhashable(e),
+        }
+        let hit = reuse
+            .filter(|_| !spec.wants_ttl())
+            .and_then(|reuse| hot_hit(backend, spec, inline.as_slice(), reuse));
+        match hit {
+            Some(value) => Asked::Hit(value),
+            None => Asked::Missed,
+        }
+    });
+    match asked {
+        None => {
+            bump(Count::Bypassed);
+            Start::Ticket(None)
+        }
+        Some(Asked::Hit(value)) => Start::Hot(value),
+        Some(Asked::Missed) => Start::Ticket(Some(Ticket {
+            key: TicketKey::Args(inline),
+            spec,
+        })),
+        Some(Asked::Unhashable(e)) => Start::Ticket(unhashable(spec, &e)),
+        Some(Asked::NoHotSet) => Start::Ticket(made(spec, &[], args)),
+    }
 }
 
-/// [`hashed`] for a method or a generic function: `types` holds `type_name::<Self>()` and the
-/// type arguments, so that instantiations and types never share entries.
+/// What [`hashed`] found out from the backend.
+enum Asked<T> {
+    Hit(T),
+    /// The hot set does not have it.
+    Missed,
+    /// No hot set, or arguments too long for one.
+    NoHotSet,
+    Unhashable(serde_json::Error),
+}
+
+/// The ticket of a call of a method or a generic function, keyed by the hash of its
+/// arguments: `types` holds `type_name::<Self>()` and the type arguments, so that
+/// instantiations and types never share entries.
 pub fn hashed_typed(
     spec: &'static Spec,
     types: &[&'static str],
     args: &[Arg<'_>],
 ) -> Option<Ticket> {
+    made(spec, types, args)
+}
+
+/// The ticket with the key made: the arguments' JSON streamed into the digest.
+fn made(spec: &'static Spec, types: &[&'static str], args: &[Arg<'_>]) -> Option<Ticket> {
     let backend = current()?;
-    if types.is_empty() && backend.hot().is_some() {
-        let mut inline = Inline::new();
-        match key::write_args(&mut inline, args) {
-            Ok(true) => {
-                return Some(Ticket {
-                    backend,
-                    key: TicketKey::Args(inline),
-                    spec,
-                })
-            }
-            // Too long to keep inline: streamed into the digest below.
-            Ok(false) => {}
-            Err(e) => return unhashable(spec, &e),
-        }
-    }
     match key::hashed(&backend.prefix, spec.namespace, spec.function, types, args) {
         Ok(key) => Some(Ticket {
-            backend,
-            key: TicketKey::Made(key),
+            key: TicketKey::Made(key, backend),
             spec,
         }),
         Err(e) => unhashable(spec, &e),
@@ -227,8 +280,7 @@ pub fn keyed(spec: &'static Spec, key: impl Display) -> Option<Ticket> {
     let backend = current()?;
     let key = key::explicit(&backend.prefix, spec.namespace, key);
     Some(Ticket {
-        backend,
-        key: TicketKey::Made(key),
+        key: TicketKey::Made(key, backend),
         spec,
     })
 }
@@ -307,58 +359,71 @@ impl<T: Serialize + DeserializeOwned> Outcome for Option<T> {
 const MAX_FOLLOWS: usize = 3;
 
 impl Ticket {
-    /// What identifies this call's slot in a hot set: the arguments' JSON, or the key.
-    fn probe(&self) -> Probe<'_> {
-        let ident = match &self.key {
-            TicketKey::Args(args) => args.as_slice(),
-            TicketKey::Made(key) => key.as_bytes(),
-        };
-        probe(self.spec, &self.backend, ident)
-    }
-
-    /// The value this thread's hot set keeps for this call, if it can be served.
+    /// The value this thread's hot set keeps for this call, if it can be served and was not
+    /// asked for already.
     fn hot_hit<T>(&self, reuse: Option<Reuse<T>>) -> Option<T> {
-        let (hot, reuse) = self.backend.hot().zip(reuse)?;
+        let reuse = reuse?;
         if self.spec.wants_ttl() {
             // Those want the time left, which only the store tells.
             return None;
         }
-        let value = hot::get(&self.probe(), hot.epochs, reuse.fetch)?;
-        bump(Count::Hits);
-        if let AnyStore::Redis(_) = self.backend.store {
-            bump(Count::LocalHits);
+        match &self.key {
+            TicketKey::Args(_) => None,
+            TicketKey::Made(key, backend) => hot_hit(backend, self.spec, key.as_bytes(), reuse),
         }
-        Some(value)
     }
 
-    /// The call with its key made. What identifies it in a hot set is kept only when a
+    /// The call with its key made, or `None` to run uncached (caching was switched off or
+    /// no backend is current any more). What identifies it in a hot set is kept only when a
     /// lookup may copy its value there: for values that can be cloned, on a backend with hot
     /// sets, in functions that do not ask for the time left.
-    fn into_keyed(self, reusable: bool) -> Keyed {
-        let fills = reusable && self.backend.hot().is_some() && !self.spec.wants_ttl();
-        let (key, ident) = match self.key {
-            TicketKey::Args(args) => (
-                key::from_json(
-                    &self.backend.prefix,
-                    self.spec.namespace,
-                    self.spec.function,
+    fn into_keyed(self, reusable: bool) -> Option<Keyed> {
+        let spec = self.spec;
+        let fills = |backend: &Backend| reusable && backend.hot().is_some() && !spec.wants_ttl();
+        let (backend, key, ident) = match self.key {
+            TicketKey::Args(args) => {
+                let backend = current()?;
+                let key = key::from_json(
+                    &backend.prefix,
+                    spec.namespace,
+                    spec.function,
                     args.as_slice(),
-                ),
-                if fills {
+                );
+                let ident = if fills(&backend) {
                     Ident::Args(args.as_slice().into())
                 } else {
                     Ident::None
-                },
-            ),
-            TicketKey::Made(key) => (key, if fills { Ident::Key } else { Ident::None }),
+                };
+                (backend, key, ident)
+            }
+            TicketKey::Made(key, backend) => {
+                let ident = if fills(&backend) {
+                    Ident::Key
+                } else {
+                    Ident::None
+                };
+                (backend, key, ident)
+            }
         };
-        Keyed {
-            backend: self.backend,
+        Some(Keyed {
+            backend,
             key,
-            spec: self.spec,
+            spec,
             ident,
-        }
+        })
     }
+}
+
+/// The value the hot set of this thread, in front of `backend`, keeps for the call of `spec`
+/// identified by `ident`, if it can be served.
+fn hot_hit<T>(backend: &Backend, spec: &'static Spec, ident: &[u8], reuse: Reuse<T>) -> Option<T> {
+    let hot = backend.hot()?;
+    let value = hot::get(&probe(spec, backend, ident), hot.epochs, reuse.fetch)?;
+    bump(Count::Hits);
+    if let AnyStore::Redis(_) = backend.store {
+        bump(Count::LocalHits);
+    }
+    Some(value)
 }
 
 /// What identifies a call in a hot set, once its key is made.
@@ -386,13 +451,15 @@ fn probe<'a>(spec: &'static Spec, backend: &Backend, ident: &'a [u8]) -> Probe<'
 }
 
 /// What a call is after its hot set was asked: its value, or the call to make.
-fn prepare<T>(ticket: Option<Ticket>, reuse: Option<Reuse<T>>) -> Result<T, Option<Keyed>> {
-    let Some(ticket) = ticket else {
-        return Err(None);
+fn prepare<T>(start: Start<T>, reuse: Option<Reuse<T>>) -> Result<T, Option<Keyed>> {
+    let ticket = match start {
+        Start::Hot(value) => return Ok(value),
+        Start::Ticket(None) => return Err(None),
+        Start::Ticket(Some(ticket)) => ticket,
     };
     match ticket.hot_hit(reuse) {
         Some(value) => Ok(value),
-        None => Err(Some(ticket.into_keyed(reuse.is_some()))),
+        None => Err(ticket.into_keyed(reuse.is_some())),
     }
 }
 
@@ -736,7 +803,7 @@ impl<T, F: Future<Output = T>> Future for Call<T, F> {
 /// Cache-aside for a function returning a plain value. `body` makes the function's original
 /// body: on a hit it is never called, so the hit's future does not hold the body's.
 pub fn value<T, B, F>(
-    ticket: Option<Ticket>,
+    start: impl Into<Start<T>>,
     reuse: Option<Reuse<T>>,
     body: B,
 ) -> Call<T, impl Future<Output = T>>
@@ -745,7 +812,7 @@ where
     B: FnOnce() -> F,
     F: Future<Output = T>,
 {
-    let call = match prepare(ticket, reuse) {
+    let call = match prepare(start.into(), reuse) {
         Ok(value) => return Call::hot(value),
         Err(call) => call,
     };
@@ -763,7 +830,7 @@ where
 
 /// Cache-aside for a function returning `Result`: only `Ok` is stored.
 pub fn result<T, E, B, F>(
-    ticket: Option<Ticket>,
+    start: impl Into<Start<T>>,
     reuse: Option<Reuse<T>>,
     body: B,
 ) -> Call<Result<T, E>, impl Future<Output = Result<T, E>>>
@@ -772,12 +839,12 @@ where
     B: FnOnce() -> F,
     F: Future<Output = Result<T, E>>,
 {
-    outcome(ticket, reuse, body)
+    outcome(start.into(), reuse, body)
 }
 
 /// Cache-aside for a function returning `Option`: only `Some` is stored.
 pub fn option<T, B, F>(
-    ticket: Option<Ticket>,
+    start: impl Into<Start<T>>,
     reuse: Option<Reuse<T>>,
     body: B,
 ) -> Call<Option<T>, impl Future<Output = Option<T>>>
@@ -786,12 +853,12 @@ where
     B: FnOnce() -> F,
     F: Future<Output = Option<T>>,
 {
-    outcome(ticket, reuse, body)
+    outcome(start.into(), reuse, body)
 }
 
 /// [`result`] and [`option`]: cache-aside for a body whose result tells what to store.
 fn outcome<O, B, F>(
-    ticket: Option<Ticket>,
+    start: Start<O::Value>,
     reuse: Option<Reuse<O::Value>>,
     body: B,
 ) -> Call<O, impl Future<Output = O>>
@@ -800,7 +867,7 @@ where
     B: FnOnce() -> F,
     F: Future<Output = O>,
 {
-    let call = match prepare(ticket, reuse) {
+    let call = match prepare(start, reuse) {
         Ok(value) => return Call::hot(O::from_value(value)),
         Err(call) => call,
     };

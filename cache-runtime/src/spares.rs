@@ -43,6 +43,17 @@ impl<T> Spares<T> {
         found
     }
 
+    /// Runs `f` on the newest spare, if it is of version `id`, without taking it out: a
+    /// borrow writes nothing but the list's borrow flag. `f` is left in place when there is
+    /// no such spare (or the list is busy: `f` may make another call that asks for it).
+    pub(crate) fn peek<R>(&self, id: u64, f: &mut Option<impl FnOnce(&T) -> R>) -> Option<R> {
+        let list = self.list.try_borrow().ok()?;
+        match list.last() {
+            Some((version, value)) if *version == id => f.take().map(|f| f(value)),
+            _ => None,
+        }
+    }
+
     /// Keeps `value`, a copy of version `id`, for this thread's next call, unless `current`
     /// says it was replaced meanwhile or the list is full; then it is dropped.
     pub(crate) fn give(&self, id: u64, current: u64, value: T) {

@@ -184,6 +184,24 @@ pub(crate) fn current() -> Option<Lent> {
     Some(Lent(ManuallyDrop::new(backend)))
 }
 
+/// Runs `f` on the current backend (`None` before `init`), borrowing the reference this
+/// thread keeps instead of taking it: all a hot-set hit needs, at the cost of a borrow.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Backend) -> R) -> Option<R> {
+    let id = CURRENT_ID.load(Ordering::Acquire);
+    if id == 0 {
+        return None;
+    }
+    let mut f = Some(move |backend: &Arc<Backend>| f(backend));
+    if let Ok(Some(done)) = SPARES.try_with(|spares| spares.peek(id, &mut f)) {
+        return Some(done);
+    }
+    // No reference kept yet (the thread's first call), or the list is busy: take one, which
+    // also leaves one for the next call.
+    let f = f?;
+    let lent = current()?;
+    Some(f(&lent.0))
+}
+
 /// The current backend for work off the hot path (clearing, stats).
 pub(crate) fn current_arc() -> Option<Arc<Backend>> {
     CURRENT.load_full()
