@@ -44,12 +44,14 @@ use redis::aio::MultiplexedConnection;
 
 /// Ids warmed before measuring; hot loops only ever ask for these.
 const HOT_IDS: u64 = 1_000;
-/// How long one measurement runs.
-const MEASURE: Duration = Duration::from_millis(600);
+/// How long one measurement runs. Short, in many rounds: the machine's slow spells last
+/// about a second, and with 0.6 s in 10 rounds one spell often fell on one variant of a pair
+/// and not on the other.
+const MEASURE: Duration = Duration::from_millis(250);
 /// An unrecorded run before each measurement, at the same concurrency.
-const SETTLE: Duration = Duration::from_millis(150);
+const SETTLE: Duration = Duration::from_millis(60);
 /// Rounds of the whole alternation; the table shows the median one.
-const ROUNDS: usize = 10;
+const ROUNDS: usize = 24;
 /// Concurrencies measured unless `COMPARE_TASKS` names others.
 const CONCURRENCY: [usize; 2] = [1, 64];
 /// At most this many concurrencies, each at most `MAX_TASKS`, keep a run bounded.
