@@ -146,6 +146,7 @@ pub(crate) fn random_u64() -> u64 {
 }
 
 /// Whether caching is on; see [`set_enabled`].
+#[inline]
 pub fn is_enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }

@@ -21,7 +21,7 @@ use crate::backend::hot::{self, Inline, Probe, Seen};
 use crate::backend::redis::Locked;
 use crate::backend::{self, AnyStore, Backend, Fetch, Held, Store};
 use crate::flight::{self, Join, Lead};
-use crate::stats::{bump, Count};
+use crate::stats::{bump, bump_both, Count};
 use crate::throttle::Throttle;
 use crate::{codec, key};
 
@@ -195,6 +195,9 @@ pub fn hashed<T>(spec: &'static Spec, args: &[Arg<'_>], reuse: Option<Reuse<T>>)
         bump(Count::Bypassed);
         return Start::Ticket(None);
     }
+    if !backend::current_has_hot_sets() {
+        return Start::Ticket(made(spec, &[], args));
+    }
     let mut inline = Inline::new();
     let asked = backend::with_current(|backend| {
         if backend.hot().is_none() {
@@ -206,9 +209,10 @@ pub fn hashed<T>(spec: &'static Spec, args: &[Arg<'_>], reuse: Option<Reuse<T>>)
             Ok(false) => return Asked::NoHotSet,
             Err(e) => return Asked::Unhashable(e),
         }
-        let hit = reuse
-            .filter(|_| !spec.wants_ttl())
-            .and_then(|reuse| hot_hit(backend, spec, inline.as_slice(), reuse));
+        let hit = reuse.filter(|_| !spec.wants_ttl()).and_then(|reuse| {
+            let probe = Probe::of_inline(function_id(spec), backend.id, &inline);
+            hot_hit(backend, &probe, reuse)
+        });
         match hit {
             Some(value) => Asked::Hit(value),
             None => Asked::Missed,
@@ -369,7 +373,9 @@ impl Ticket {
         }
         match &self.key {
             TicketKey::Args(_) => None,
-            TicketKey::Made(key, backend) => hot_hit(backend, self.spec, key.as_bytes(), reuse),
+            TicketKey::Made(key, backend) => {
+                hot_hit(backend, &probe(self.spec, backend, key.as_bytes()), reuse)
+            }
         }
     }
 
@@ -414,14 +420,15 @@ impl Ticket {
     }
 }
 
-/// The value the hot set of this thread, in front of `backend`, keeps for the call of `spec`
-/// identified by `ident`, if it can be served.
-fn hot_hit<T>(backend: &Backend, spec: &'static Spec, ident: &[u8], reuse: Reuse<T>) -> Option<T> {
+/// The value the hot set of this thread, in front of `backend`, keeps for `probe`, if it can
+/// be served.
+fn hot_hit<T>(backend: &Backend, probe: &Probe<'_>, reuse: Reuse<T>) -> Option<T> {
     let hot = backend.hot()?;
-    let value = hot::get(&probe(spec, backend, ident), hot.epochs, reuse.fetch)?;
-    bump(Count::Hits);
+    let value = hot::get(probe, hot.epochs, reuse.fetch)?;
     if let AnyStore::Redis(_) = backend.store {
-        bump(Count::LocalHits);
+        bump_both(Count::Hits, Count::LocalHits);
+    } else {
+        bump(Count::Hits);
     }
     Some(value)
 }
@@ -447,7 +454,12 @@ struct Keyed {
 /// Where a call of the function of `spec` on `backend`, identified by `ident`, is kept in a
 /// hot set.
 fn probe<'a>(spec: &'static Spec, backend: &Backend, ident: &'a [u8]) -> Probe<'a> {
-    Probe::new(std::ptr::from_ref(spec) as usize, backend.id, ident)
+    Probe::new(function_id(spec), backend.id, ident)
+}
+
+/// What tells functions apart in a hot set: the address of their `Spec`.
+fn function_id(spec: &'static Spec) -> usize {
+    std::ptr::from_ref(spec) as usize
 }
 
 /// What a call is after its hot set was asked: its value, or the call to make.

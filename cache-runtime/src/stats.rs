@@ -120,14 +120,29 @@ thread_local! {
 }
 
 pub(crate) fn bump(count: Count) {
-    let i = count as usize;
+    bump_all(&[count]);
+}
+
+/// [`bump`] of two counts with one look at the thread's shard (a near-cache hit is a hit and
+/// a local hit).
+pub(crate) fn bump_both(a: Count, b: Count) {
+    bump_all(&[a, b]);
+}
+
+#[inline(always)]
+fn bump_all(counts: &[Count]) {
     let owned = OWNED.try_with(|owned| {
-        // Only this thread writes its shard, so no increment is lost between load and store.
-        let counter = &owned.0 .0[i];
-        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        for &count in counts {
+            // Only this thread writes its shard, so no increment is lost between load and
+            // store.
+            let counter = &owned.0 .0[count as usize];
+            counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
     });
     if owned.is_err() {
-        SHARED.0[i].fetch_add(1, Ordering::Relaxed);
+        for &count in counts {
+            SHARED.0[count as usize].fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -125,6 +125,19 @@ impl Inline {
         &self.bytes[..usize::from(self.len)]
     }
 
+    /// [`hash`] of what was written. The buffer past it is zeroed (nothing is ever written
+    /// there), so whole words of it hash like the zero-padded last chunk, without copying the
+    /// last few bytes apart.
+    fn hash(&self, seed: u64) -> u64 {
+        let len = usize::from(self.len);
+        let words = len.div_ceil(8) * 8;
+        let mut h = hash_start(len, seed);
+        for chunk in self.bytes[..words.min(INLINE)].chunks_exact(8) {
+            h = hash_word(h, chunk);
+        }
+        hash_finish(h)
+    }
+
     /// Appends `data`; false (and nothing written) when it does not fit.
     pub(crate) fn push(&mut self, data: &[u8]) -> bool {
         let start = usize::from(self.len);
@@ -173,8 +186,22 @@ impl<'a> Probe<'a> {
             function,
             backend,
             ident,
-            tag: hash(ident, function as u64 ^ backend.rotate_left(32)),
+            tag: hash(ident, Self::seed(function, backend)),
         }
+    }
+
+    /// [`Probe::new`] of the arguments' JSON in `inline`.
+    pub(crate) fn of_inline(function: usize, backend: u64, inline: &'a Inline) -> Self {
+        Self {
+            function,
+            backend,
+            ident: inline.as_slice(),
+            tag: inline.hash(Self::seed(function, backend)),
+        }
+    }
+
+    fn seed(function: usize, backend: u64) -> u64 {
+        function as u64 ^ backend.rotate_left(32)
     }
 
     /// The index of the first way of this probe's set, in a table of `sets` sets.
@@ -388,25 +415,39 @@ pub(crate) fn forget_all() {
 /// A fast, well-mixed hash of a few bytes (not for defending against crafted input: slots are
 /// compared by their bytes, so a collision only costs a miss).
 fn hash(bytes: &[u8], seed: u64) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = seed ^ (bytes.len() as u64).wrapping_mul(K);
+    let mut h = hash_start(bytes.len(), seed);
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(word))
-            .wrapping_mul(K)
-            .rotate_left(31);
+        h = hash_word(h, chunk);
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
         let mut word = [0u8; 8];
         word[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(word))
-            .wrapping_mul(K)
-            .rotate_left(31);
+        h = hash_word(h, &word);
     }
-    // murmur3's finalizer: every input bit moves the top bits, which pick the set.
+    hash_finish(h)
+}
+
+const HASH_K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+fn hash_start(len: usize, seed: u64) -> u64 {
+    seed ^ (len as u64).wrapping_mul(HASH_K)
+}
+
+/// Mixes in 8 bytes (a shorter chunk counts as zero-padded).
+#[inline(always)]
+fn hash_word(h: u64, chunk: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    let n = chunk.len().min(8);
+    word[..n].copy_from_slice(&chunk[..n]);
+    (h ^ u64::from_le_bytes(word))
+        .wrapping_mul(HASH_K)
+        .rotate_left(31)
+}
+
+/// murmur3's finalizer: every input bit moves the top bits, which pick the set.
+fn hash_finish(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
@@ -591,6 +632,32 @@ mod tests {
             .filter(|ident| get(&Probe::new(1, 1, ident.as_bytes()), &epochs, fetch).is_some())
             .count();
         assert!(found > 2_500, "{found} of 3,000 copies found");
+    }
+
+    #[test]
+    fn inline_probes_hash_like_the_bytes_they_hold() {
+        for text in [
+            "",
+            "[1]",
+            "[12345]",
+            "[1234567]",
+            "[12345678]",
+            "[\"a\",\"bcdefghij\"]",
+        ] {
+            let mut inline = Inline::new();
+            assert!(inline.push(text.as_bytes()));
+            assert_eq!(
+                Probe::of_inline(7, 9, &inline).tag,
+                Probe::new(7, 9, text.as_bytes()).tag,
+                "{text}"
+            );
+        }
+        let mut full = Inline::new();
+        assert!(full.push(&[b'x'; INLINE]));
+        assert_eq!(
+            Probe::of_inline(1, 2, &full).tag,
+            Probe::new(1, 2, &[b'x'; INLINE]).tag
+        );
     }
 
     #[test]

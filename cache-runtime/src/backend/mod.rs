@@ -11,7 +11,7 @@ pub(crate) mod redis;
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -133,6 +133,9 @@ static CURRENT: ArcSwapOption<Backend> = ArcSwapOption::const_empty();
 /// references its thread keeps are still current.
 static CURRENT_ID: AtomicU64 = AtomicU64::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Whether the backend in `CURRENT` has hot sets: a call to a backend without them goes
+/// straight to making its key, without looking at the backend first.
+static CURRENT_HOT: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// References to the backend this thread's calls gave back (see [`Spares`]).
@@ -186,6 +189,7 @@ pub(crate) fn current() -> Option<Lent> {
 
 /// Runs `f` on the current backend (`None` before `init`), borrowing the reference this
 /// thread keeps instead of taking it: all a hot-set hit needs, at the cost of a borrow.
+#[inline(always)]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Backend) -> R) -> Option<R> {
     let id = CURRENT_ID.load(Ordering::Acquire);
     if id == 0 {
@@ -202,6 +206,13 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Backend) -> R) -> Option<R> {
     Some(f(&lent.0))
 }
 
+/// Whether the current backend has hot sets. A hint: while `init` replaces the backend it may
+/// describe the other one, which only sends a call the slower way.
+#[inline]
+pub(crate) fn current_has_hot_sets() -> bool {
+    CURRENT_HOT.load(Ordering::Relaxed)
+}
+
 /// The current backend for work off the hot path (clearing, stats).
 pub(crate) fn current_arc() -> Option<Arc<Backend>> {
     CURRENT.load_full()
@@ -210,6 +221,7 @@ pub(crate) fn current_arc() -> Option<Arc<Backend>> {
 pub(crate) fn install(mut backend: Backend) {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     backend.id = id;
+    CURRENT_HOT.store(backend.hot().is_some(), Ordering::Relaxed);
     let old = CURRENT.swap(Some(Arc::new(backend)));
     CURRENT_ID.store(id, Ordering::Release);
     if let Some(old) = old {
