@@ -373,9 +373,10 @@ impl Ticket {
         }
         match &self.key {
             TicketKey::Args(_) => None,
-            TicketKey::Made(key, backend) => {
-                hot_hit(backend, &probe(self.spec, backend, key.as_bytes()), reuse)
-            }
+            // Hashing the key is left to backends with hot sets.
+            TicketKey::Made(key, backend) => backend
+                .hot()
+                .and_then(|_| hot_hit(backend, &probe(self.spec, backend, key.as_bytes()), reuse)),
         }
     }
 
