@@ -6,8 +6,9 @@
 //! - `codec/from_slice`: decoding the ~150-byte JSON value;
 //! - `hit/memory`: a whole `#[cache]` hit on the memory backend, served by the thread's hot
 //!   set, one `block_on` per call; `hit/memory_store`: the same with hot sets off, so that the
-//!   store (moka) serves it; next to `hit/block_on_baseline`, the same `block_on` around an
-//!   uncached function, so the difference is the cache's own cost.
+//!   store (moka) serves it; next to `hit/block_on_baseline`, the same `block_on` around the
+//!   uncached function. That function formats a new product, which costs more than a hot-set
+//!   hit's clone, so the baseline bounds the runtime's cost rather than subtracting it out.
 //!
 //! Short measurement windows keep the whole run under a minute.
 
