@@ -50,6 +50,8 @@ const HOT_IDS: u64 = 1_000;
 const MEASURE: Duration = Duration::from_millis(250);
 /// An unrecorded run before each measurement, at the same concurrency.
 const SETTLE: Duration = Duration::from_millis(60);
+/// A pause after `cache_runtime` switches between Redis and Redis with the near-cache.
+const AFTER_SWITCH: Duration = Duration::from_millis(200);
 /// Rounds of the whole alternation; the table shows the median one.
 const ROUNDS: usize = 24;
 /// Concurrencies measured unless `COMPARE_TASKS` names others.
@@ -270,6 +272,9 @@ impl Ctx {
             .expect("init cache_runtime");
         self.backend = Some(wanted);
         warm(self, variant).await;
+        // The replaced backend closes its pool, connection and listener and drops its
+        // entries as its last references go; let that finish before anything is measured.
+        tokio::time::sleep(AFTER_SWITCH).await;
     }
 }
 
@@ -874,8 +879,8 @@ enum Miss {
     HandInstant,
 }
 
-/// The `k`-th of the orders of `n` kinds: every permutation in turn, so that over `n!` rounds
-/// each kind runs after each other kind equally often. A rotation is not enough: with the
+/// The `k`-th of the orders of `n` kinds (variants, kinds of miss): every permutation in turn,
+/// so that over `n!` rounds each kind runs after each other kind equally often. A rotation is not enough: with the
 /// kinds in a fixed cyclic order, a kind always follows the same other one, and the one after
 /// the body alone (no Redis traffic for two timer ticks) started from idle cores and a cold
 /// connection, which cost it 100-200 µs more before its body on a virtual machine.
@@ -1079,9 +1084,10 @@ fn main() {
 
     for round in 0..ROUNDS {
         for (ci, &tasks) in concurrency.iter().enumerate() {
-            // Rotate the order each round, so no variant always runs first or last.
-            for k in 0..variants.len() {
-                let variant = variants[(k + round) % variants.len()];
+            // A new order each round, so no variant always runs first, last, or after the
+            // same other one.
+            for v in order(variants.len(), round) {
+                let variant = variants[v];
                 let sample = rt.block_on(async {
                     ctx.prepare(variant).await;
                     let count = round == 0 && variant == Variant::Ours;

@@ -196,7 +196,7 @@ pub fn hashed<T>(spec: &'static Spec, args: &[Arg<'_>], reuse: Option<Reuse<T>>)
         return Start::Ticket(None);
     }
     if !backend::current_has_hot_sets() {
-        return Start::Ticket(made(spec, &[], args));
+        return Start::Ticket(hashed_typed(spec, &[], args));
     }
     let mut inline = Inline::new();
     let asked = backend::with_current(|backend| {
@@ -229,7 +229,7 @@ pub fn hashed<T>(spec: &'static Spec, args: &[Arg<'_>], reuse: Option<Reuse<T>>)
             spec,
         })),
         Some(Asked::Unhashable(e)) => Start::Ticket(unhashable(spec, &e)),
-        Some(Asked::NoHotSet) => Start::Ticket(made(spec, &[], args)),
+        Some(Asked::NoHotSet) => Start::Ticket(hashed_typed(spec, &[], args)),
     }
 }
 
@@ -243,19 +243,15 @@ enum Asked<T> {
     Unhashable(serde_json::Error),
 }
 
-/// The ticket of a call of a method or a generic function, keyed by the hash of its
-/// arguments: `types` holds `type_name::<Self>()` and the type arguments, so that
-/// instantiations and types never share entries.
+/// The ticket of a call keyed by the hash of its arguments, its key made: the arguments' JSON
+/// streamed into the digest. For a method or a generic function `types` holds
+/// `type_name::<Self>()` and the type arguments, so that instantiations and types never share
+/// entries; [`hashed`] passes none when the hot set cannot serve the call.
 pub fn hashed_typed(
     spec: &'static Spec,
     types: &[&'static str],
     args: &[Arg<'_>],
 ) -> Option<Ticket> {
-    made(spec, types, args)
-}
-
-/// The ticket with the key made: the arguments' JSON streamed into the digest.
-fn made(spec: &'static Spec, types: &[&'static str], args: &[Arg<'_>]) -> Option<Ticket> {
     let backend = current()?;
     match key::hashed(&backend.prefix, spec.namespace, spec.function, types, args) {
         Ok(key) => Some(Ticket {
