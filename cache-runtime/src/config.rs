@@ -191,10 +191,12 @@ impl CacheConfig {
     /// writes: from 64 tasks on 2 cores, about 3 times the hits of the store behind it. A copy
     /// is served only while its entry is unchanged and unexpired: every write, clear and
     /// invalidation of the store makes the copies of what it changed miss. Each thread that
-    /// makes cached calls allocates 512 slots of about 110 bytes on its first copy, and
-    /// doubles them when a set is full, up to this many (450 KB at the default); the slots
-    /// keep alive the values they hold, which the store holds too until it evicts them. Only values of types that can be cloned are copied, and only for
-    /// functions without `refresh` or `stale_if_error` (those ask the store for the time left).
+    /// makes cached calls allocates 512 slots of 96 bytes on its first copy (arguments whose
+    /// JSON is over 22 bytes add a copy of it), and doubles them when a set is full, up to
+    /// this many (384 KB at the default); the slots keep alive the values they hold, which the
+    /// store holds too until it evicts them. Only values of types that can be cloned are
+    /// copied, and only for functions without `refresh` or `stale_if_error` (those ask the
+    /// store for the time left).
     ///
     /// ```
     /// let config = cache_runtime::CacheConfig::memory().hot_set(512);

@@ -250,7 +250,7 @@ impl Slot {
     }
 }
 
-/// How many sets a thread's table starts with (512 slots, about 55 KB); it doubles, up to
+/// How many sets a thread's table starts with (512 slots of 88 bytes and their tags: 48 KB); it doubles, up to
 /// the configured size, whenever a full set would have to give up a live copy, so that a
 /// thread that copies a few entries holds a few slots.
 const FIRST_SETS: usize = 64;
