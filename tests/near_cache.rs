@@ -208,15 +208,23 @@ async fn peer_value() -> String {
     "computed".to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clear_in_one_process_evicts_another_process_copy_within_50_ms() {
+/// The peer's entry, written through the cache, so that its namespace index lists it.
+#[cache(expire = 300, namespace = "peer", key = "v")]
+async fn peer_first() -> String {
+    "first".to_string()
+}
+
+/// A clear of `scope` in this process (which has no near-cache: clears are published all the
+/// same) evicts the copy a peer process keeps in its near-cache within 50 ms, though the peer
+/// was told of nothing else: the entry had been changed in Redis behind its back.
+async fn a_clear_evicts_another_process_copy_within_50_ms(scope: Scope) {
     let _turn = exclusive().await;
     let server = RedisServer::start();
     let mut admin = server.client().await;
-    // This process has no near-cache: clears are published all the same.
     cache_runtime::init(CacheConfig::redis(server.url()))
         .await
         .unwrap();
+    assert_eq!(peer_first().await, "first");
     let (child, lines) = peer_holding_first(&server, &mut admin).await;
     // Changed without an invalidation: the peer keeps serving its copy...
     let _: () = admin
@@ -226,11 +234,30 @@ async fn a_clear_in_one_process_evicts_another_process_copy_within_50_ms() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     // ...until the clear.
     let cleared_at = unix_ms();
-    assert_eq!(clear_cache(Scope::key("peer", "v")).await.unwrap(), 1);
+    assert_eq!(
+        clear_cache(scope).await.unwrap(),
+        1,
+        "the one entry removed"
+    );
     let (after, seen) = peer_sees_change(child, lines, cleared_at).await;
     assert_eq!(seen, "computed", "the peer recomputed after the clear");
     assert!(after < 50, "evicted {after} ms after the clear");
     eprintln!("peer copy evicted {after} ms after the clear");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_clear_in_one_process_evicts_another_process_copy_within_50_ms() {
+    a_clear_evicts_another_process_copy_within_50_ms(Scope::key("peer", "v")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_clear_in_one_process_evicts_another_process_copy_within_50_ms() {
+    a_clear_evicts_another_process_copy_within_50_ms(Scope::namespace("peer")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_clear_in_one_process_evicts_another_process_copy_within_50_ms() {
+    a_clear_evicts_another_process_copy_within_50_ms(Scope::all()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
