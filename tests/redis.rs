@@ -619,3 +619,24 @@ async fn a_lock_is_released_when_its_body_panics() {
     assert!(released, "the lock of a panicked body was released");
     let _: () = redis::cmd("PING").query_async(&mut admin).await.unwrap();
 }
+
+/// A namespace clear finds the entries this crate wrote, through their index; a key put under
+/// the namespace by another tool is not in the index, so it stays until it expires or a key
+/// or full clear removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_clear_removes_what_the_crate_wrote_and_leaves_foreign_keys() {
+    let f = redis().await;
+    let mut admin = f.server.client().await;
+    suite::get_product(1).await;
+    let _: () = admin
+        .set_ex("cache:catalog:written-elsewhere", "\"x\"", 60)
+        .await
+        .unwrap();
+    assert_eq!(clear_cache(Scope::namespace("catalog")).await.unwrap(), 1);
+    assert_eq!(
+        keys(&mut admin, "cache:catalog*").await,
+        ["cache:catalog:written-elsewhere"]
+    );
+    assert_eq!(clear_cache(Scope::all()).await.unwrap(), 1);
+    assert!(keys(&mut admin, "cache:*").await.is_empty());
+}

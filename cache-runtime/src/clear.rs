@@ -30,6 +30,17 @@ impl Scope {
 
     /// Every entry of a namespace. Entries of other namespaces (`users` when clearing
     /// `user*`) and of functions without a namespace are left alone.
+    ///
+    /// On Redis the entries are found through the namespace's index, to which every write
+    /// of this crate adds its key, so the clear costs time in proportion to the namespace,
+    /// not to the database. A key put under `{prefix}:{namespace}:` by other means (another
+    /// tool, or a version of this crate from before the index) is not in it: it expires on
+    /// its own, or [`Scope::key`] or [`Scope::all`] removes it.
+    ///
+    /// ```
+    /// let scope = cache_runtime::Scope::namespace("catalog");
+    /// # let _ = scope;
+    /// ```
     pub fn namespace(namespace: impl Into<String>) -> Self {
         Self(ScopeKind::Namespace(namespace.into()))
     }
