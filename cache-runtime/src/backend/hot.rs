@@ -250,9 +250,9 @@ impl Slot {
     }
 }
 
-/// How many sets a thread's table starts with (512 slots of 88 bytes and their tags: 48 KB); it doubles, up to
-/// the configured size, whenever a full set would have to give up a live copy, so that a
-/// thread that copies a few entries holds a few slots.
+/// How many sets a thread's table starts with (512 slots of 88 bytes and their tags: 48 KB);
+/// it doubles, up to the configured size, whenever a full set would have to give up a live
+/// copy, so that a thread that copies a few entries holds a few slots.
 const FIRST_SETS: usize = 64;
 
 /// One thread's slots. The tags sit apart from the slots, so that looking at all ways of a
@@ -422,9 +422,7 @@ fn hash(bytes: &[u8], seed: u64) -> u64 {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        h = hash_word(h, &word);
+        h = hash_word(h, rest);
     }
     hash_finish(h)
 }
