@@ -21,8 +21,13 @@ redis-server --version
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The in-memory store alone (`default-features = false`): no redis, no deadpool.
+cargo clippy -p cache-runtime --no-default-features --all-targets -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace 2>&1 | tee "$log"
+{
+  cargo test --workspace 2>&1
+  cargo test -p cache-runtime --no-default-features --lib 2>&1
+} | tee "$log"
 # One closing line for the whole run, summed over every test binary and doc-test run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"

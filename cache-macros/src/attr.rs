@@ -11,7 +11,7 @@ use syn::{token, Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Token, UnOp};
 /// The TTL used when `expire` is not given.
 pub(crate) const DEFAULT_EXPIRE: u64 = 60;
 
-const ARGUMENTS: [&str; 10] = [
+const ARGUMENTS: [&str; 11] = [
     "expire",
     "namespace",
     "key",
@@ -22,6 +22,7 @@ const ARGUMENTS: [&str; 10] = [
     "jitter",
     "refresh",
     "stale_if_error",
+    "cache",
 ];
 
 /// The arguments of one `#[cache(...)]` attribute. Every field is optional.
@@ -45,6 +46,8 @@ pub(crate) struct CacheArgs {
     pub(crate) refresh: Option<u64>,
     /// `stale_if_error = N`: a copy outlives the TTL by N seconds, served when the body fails.
     pub(crate) stale_if_error: Option<u64>,
+    /// `cache = EXPR`: the `&Cache` (or `Option<&Cache>`) to use instead of the default.
+    pub(crate) cache: Option<Box<Expr>>,
 }
 
 /// Where the cache key comes from when the arguments are not hashed.
@@ -129,6 +132,7 @@ impl Parse for CacheArgs {
                 "stale_if_error" => {
                     args.stale_if_error = Some(parse_seconds(&input.parse()?, "stale_if_error")?)
                 }
+                "cache" => args.cache = Some(Box::new(input.parse()?)),
                 _ => return Err(unknown_argument(&name)),
             }
 
@@ -149,7 +153,8 @@ fn unknown_argument(name: &Ident) -> syn::Error {
         name.span(),
         format!(
             "unknown `cache` argument `{name}`; expected one of `expire`, `namespace`, `key`, \
-             `key_builder`, `skip`, `returns`, `lock`, `jitter`, `refresh`, `stale_if_error`"
+             `key_builder`, `skip`, `returns`, `lock`, `jitter`, `refresh`, `stale_if_error`, \
+             `cache`"
         ),
     )
 }
@@ -553,7 +558,8 @@ mod tests {
         assert_eq!(
             error("ttl = 5"),
             "unknown `cache` argument `ttl`; expected one of `expire`, `namespace`, `key`, \
-             `key_builder`, `skip`, `returns`, `lock`, `jitter`, `refresh`, `stale_if_error`"
+             `key_builder`, `skip`, `returns`, `lock`, `jitter`, `refresh`, `stale_if_error`, \
+             `cache`"
         );
         assert_eq!(
             error("expire = 5, expire = 6"),

@@ -308,6 +308,16 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
     };
     let mode = args.returns.unwrap_or_else(|| detect_mode(&sig.output));
 
+    // With `cache = EXPR`, the `_in` entry points take the cache first. The expression is
+    // evaluated (and its borrow ends) before the body moves the arguments.
+    let (suffix, cache) = match &args.cache {
+        Some(expr) => ("_in", Some(quote_spanned!(expr.span()=> #expr,))),
+        None => ("", None),
+    };
+    let entry = |name: &str| format_ident!("{}{}", name, suffix);
+    let (hashed_fn, hashed_typed_fn, keyed_fn) =
+        (entry("hashed"), entry("hashed_typed"), entry("keyed"));
+
     let ticket = match &args.key {
         None => {
             let hashed = kept.iter().map(|unit| {
@@ -325,7 +335,8 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
                 .collect();
             if types.is_empty() {
                 quote! {
-                    let __cache_ticket = ::cache_runtime::__private::hashed(
+                    let __cache_ticket = ::cache_runtime::__private::#hashed_fn(
+                        #cache
                         &__CACHE_SPEC,
                         &[ #(#hashed),* ],
                         __cache_reuse,
@@ -333,7 +344,8 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
                 }
             } else {
                 quote! {
-                    let __cache_ticket = ::cache_runtime::__private::hashed_typed(
+                    let __cache_ticket = ::cache_runtime::__private::#hashed_typed_fn(
+                        #cache
                         &__CACHE_SPEC,
                         &[ #(#types),* ],
                         &[ #(#hashed),* ],
@@ -364,7 +376,8 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
                 }
             }
             quote! {
-                let __cache_ticket = ::cache_runtime::__private::keyed(
+                let __cache_ticket = ::cache_runtime::__private::#keyed_fn(
+                    #cache
                     &__CACHE_SPEC,
                     ::core::format_args!(#lit #(, #named)*)
                 );
@@ -384,7 +397,8 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
             };
             quote! {
                 #allow
-                let __cache_ticket = ::cache_runtime::__private::keyed(&__CACHE_SPEC, #call);
+                let __cache_ticket =
+                    ::cache_runtime::__private::#keyed_fn(#cache &__CACHE_SPEC, #call);
             }
         }
     };
@@ -677,6 +691,57 @@ mod tests {
         let start = actual.find("let __cache_ticket").expect("a ticket");
         let end = actual[start..].find(") ;").expect("end of the call") + start;
         actual[start..end + 3].to_owned()
+    }
+
+    #[test]
+    fn a_named_cache_goes_first_to_the_in_entry_points() {
+        let actual = ticket(
+            quote!(
+                async fn f(state: State, id: u64) -> u8 {
+                    1
+                }
+            ),
+            quote!(cache = &state.cache, skip = [state]),
+        );
+        let expected = quote! {
+            let __cache_ticket = ::cache_runtime::__private::hashed_in(
+                &state.cache,
+                &__CACHE_SPEC,
+                &[::cache_runtime::__private::arg(&id)],
+                __cache_reuse,
+            );
+        };
+        assert_eq!(actual, expected.to_string());
+        let actual = ticket(
+            quote!(
+                async fn f(&self) -> u8 {
+                    1
+                }
+            ),
+            quote!(cache = &self.cache, key = "k"),
+        );
+        let expected = quote! {
+            let __cache_ticket = ::cache_runtime::__private::keyed_in(
+                &self.cache,
+                &__CACHE_SPEC,
+                ::core::format_args!("k")
+            );
+        };
+        assert_eq!(actual, expected.to_string());
+        let actual = ticket(
+            quote!(
+                async fn f(&self) -> u8 {
+                    1
+                }
+            ),
+            quote!(cache = CACHE.get()),
+        );
+        let start = quote!(::cache_runtime::__private::hashed_typed_in(
+            CACHE.get(),
+            &__CACHE_SPEC
+        ));
+        let start = start.to_string();
+        assert!(actual.contains(start.trim_end_matches(')')), "{actual}");
     }
 
     #[test]

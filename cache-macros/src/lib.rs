@@ -50,6 +50,7 @@ mod expand;
 /// | `jitter` | `jitter = 0.1` | Shortens each entry's TTL by a random fraction of up to this (above 0, below 1). |
 /// | `refresh` | `refresh = 10` | A hit with at most this many seconds left is recomputed by one caller; the others keep the cached value. |
 /// | `stale_if_error` | `stale_if_error = 300` | A copy outlives the TTL by this many seconds and is served when the body returns `Err` or panics. |
+/// | `cache` | `cache = &self.cache` | The `cache_runtime::Cache` to use (a `&Cache` or an `Option<&Cache>`, evaluated before the body runs; it may use the arguments). Default: the process default that `init` installs. |
 ///
 /// `key` and `key_builder` cannot be used together.
 ///

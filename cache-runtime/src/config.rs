@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::CacheError;
+use crate::error::ConfigError;
 
 /// Which store a [`CacheConfig`] points at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,11 +11,11 @@ pub(crate) enum Target {
     Memory,
 }
 
-/// How the cache is set up; pass it to [`init`](crate::init).
+/// How a cache is set up; pass it to [`Cache::new`](crate::Cache::new) or [`init`](crate::init).
 ///
 /// Build one with [`CacheConfig::from_env`], [`CacheConfig::redis`] or [`CacheConfig::memory`],
-/// then adjust it with the builder methods. Nothing is checked until `init`, which reports
-/// every problem as [`CacheError::InvalidConfig`].
+/// then adjust it with the builder methods. Nothing is checked until `Cache::new`, which reports
+/// every problem as [`CacheError::InvalidConfig`](crate::CacheError::InvalidConfig).
 ///
 /// ```
 /// use std::time::Duration;
@@ -65,7 +65,9 @@ impl CacheConfig {
         }
     }
 
-    /// Redis at `REDIS_URL` when that variable is set, otherwise the in-memory backend.
+    /// Redis at `REDIS_URL` when that variable is set, otherwise the in-memory backend. (Built
+    /// without the `redis` feature, a `REDIS_URL` makes [`Cache::new`](crate::Cache::new) fail
+    /// rather than be ignored.)
     /// `CACHE_PREFIX`, when set, replaces the default prefix `cache`.
     ///
     /// ```
@@ -74,7 +76,7 @@ impl CacheConfig {
     /// ```
     pub fn from_env() -> Self {
         let mut config = match std::env::var("REDIS_URL") {
-            Ok(url) if !url.trim().is_empty() => Self::redis(url),
+            Ok(url) if !url.trim().is_empty() => Self::with_target(Target::Redis(url)),
             _ => Self::memory(),
         };
         if let Ok(prefix) = std::env::var("CACHE_PREFIX") {
@@ -85,6 +87,7 @@ impl CacheConfig {
 
     /// Redis at `url` (`redis://[user][:password@]host[:port][/db]`), through a
     /// deadpool-redis pool whose connections are shared by concurrent callers.
+    #[cfg(feature = "redis")]
     pub fn redis(url: impl Into<String>) -> Self {
         Self::with_target(Target::Redis(url.into()))
     }
@@ -218,39 +221,36 @@ impl CacheConfig {
     }
 
     /// Checks everything that can be checked without connecting.
-    pub(crate) fn validate(&self) -> Result<(), CacheError> {
-        let invalid = |msg: String| Err(CacheError::InvalidConfig(msg));
-        if self.prefix.is_empty() {
-            return invalid("the prefix may not be empty".into());
-        }
-        if self.pool_size == 0 {
-            return invalid("pool_size must be at least 1".into());
-        }
-        for (name, value) in [
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, setting: &'static str, reason: &'static str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::new(setting, reason))
+            }
+        };
+        check(!self.prefix.is_empty(), "prefix", "may not be empty")?;
+        check(self.pool_size > 0, "pool_size", "must be at least 1")?;
+        for (setting, value) in [
             ("connect_timeout", self.connect_timeout),
             ("command_timeout", self.command_timeout),
             ("pool_wait_timeout", self.pool_wait_timeout),
+            ("lock_timeout", self.lock_timeout),
+            ("breaker_cooldown", self.breaker_cooldown),
         ] {
-            if value.is_zero() {
-                return invalid(format!("{name} must be greater than zero"));
-            }
+            check(!value.is_zero(), setting, "must be greater than zero")?;
         }
-        if self.max_capacity == 0 {
-            return invalid("max_capacity must be at least 1".into());
-        }
-        if self.lock_timeout.is_zero() {
-            return invalid("lock_timeout must be greater than zero".into());
-        }
-        if self.breaker_threshold == 0 {
-            return invalid("breaker_threshold must be at least 1".into());
-        }
-        if self.breaker_cooldown.is_zero() {
-            return invalid("breaker_cooldown must be greater than zero".into());
-        }
-        if self.local_cache == Some(0) {
-            return invalid("local_cache capacity must be at least 1".into());
-        }
-        Ok(())
+        check(self.max_capacity > 0, "max_capacity", "must be at least 1")?;
+        check(
+            self.breaker_threshold > 0,
+            "breaker_threshold",
+            "must be at least 1",
+        )?;
+        check(
+            self.local_cache != Some(0),
+            "local_cache",
+            "capacity must be at least 1",
+        )
     }
 }
 
@@ -264,10 +264,7 @@ mod tests {
         assert_eq!(c.prefix, "cache");
         assert!(c.validate().is_ok());
         assert!(CacheConfig::memory().prefix("").validate().is_err());
-        assert!(CacheConfig::redis("redis://x")
-            .pool_size(0)
-            .validate()
-            .is_err());
+        assert!(CacheConfig::memory().pool_size(0).validate().is_err());
         let err = CacheConfig::memory()
             .command_timeout(Duration::ZERO)
             .validate()

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use crate::sync::lock;
+
 type Outcome = Option<Arc<[u8]>>;
 
 /// The flights under way, by key. Touched on misses only, never on hits.
@@ -31,9 +33,8 @@ pub(crate) struct Lead<'a> {
 
 impl Flights {
     pub(crate) fn join<'a>(&'a self, key: &'a str) -> Join<'a> {
-        // A poisoned lock only means another caller panicked while holding it; the map is
-        // still consistent (every operation on it is a single insert or remove).
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        // Every operation on the map is a single insert or remove.
+        let mut running = lock(&self.running);
         if let Some(rx) = running.get(key) {
             return Join::Follow(rx.clone());
         }
@@ -57,11 +58,7 @@ impl Lead<'_> {
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        let mut running = self
-            .flights
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut running = lock(&self.flights.running);
         if running
             .get(self.key)
             .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))

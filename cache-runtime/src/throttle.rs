@@ -1,8 +1,25 @@
 //! Rate limiting of log lines, so that an outage produces a handful of lines, not one per call.
+//!
+//! Every warning that a failure can repeat goes through [`throttled!`]: each
+//! place that logs has a gate of its own, open once per [`WINDOW`], and the line it lets through
+//! carries the count of the ones held back (`suppressed`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// Logs through `tracing` at the given level, at most once per [`WINDOW`] from this place, with
+/// a `suppressed` field counting the lines held back since the last one:
+/// `throttled!(warn, key, "message: {e}")`.
+macro_rules! throttled {
+    ($level:ident, $($rest:tt)+) => {{
+        static GATE: crate::throttle::Throttle = crate::throttle::Throttle::new();
+        if let ::core::option::Option::Some(suppressed) = GATE.allow() {
+            ::tracing::$level!(suppressed, $($rest)+);
+        }
+    }};
+}
+pub(crate) use throttled;
 
 /// How often one kind of warning may be logged.
 const WINDOW: Duration = Duration::from_secs(10);

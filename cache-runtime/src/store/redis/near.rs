@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::memory::{MemoryStore, Slot};
-use crate::throttle::Throttle;
+use crate::hot::Epochs;
+use crate::keys;
+use crate::store::memory::{MemoryStore, Slot};
+use crate::store::Store;
+use crate::throttle::throttled;
 
-static CHANNEL_DOWN: Throttle = Throttle::new();
-
-pub(crate) struct Near {
+pub(super) struct Near {
     entries: MemoryStore,
     /// False while the invalidation channel is not subscribed: nothing is served or stored.
     live: AtomicBool,
@@ -24,38 +25,30 @@ pub(crate) struct Near {
     /// invalidation arrived is not stored after it.
     epoch: AtomicU64,
     channel: String,
+    /// The instance of the store this belongs to: its own messages are ignored.
+    instance: u64,
 }
 
-/// The channel every invalidation of entries under `prefix` is published on.
-pub(crate) fn channel(prefix: &str) -> String {
-    format!("{prefix}:invalidate")
-}
-
-/// The message that tells every process's near-cache to forget `start` (the key itself, when
-/// `exact`); the sender's own near-cache ignores it.
-pub(crate) fn message(start: &str, exact: bool) -> String {
+/// The message that tells every near-cache but the sender's (`instance`) to forget `start`
+/// (the key itself, when `exact`): `{instance as 16 hex}|{k or p}|{start}`.
+pub(super) fn message(instance: u64, start: &str, exact: bool) -> String {
     let kind = if exact { 'k' } else { 'p' };
-    format!("{:016x}|{kind}|{start}", instance())
-}
-
-/// Tells this process's own messages apart.
-fn instance() -> u64 {
-    static INSTANCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *INSTANCE.get_or_init(crate::random_u64)
+    format!("{instance:016x}|{kind}|{start}")
 }
 
 impl Near {
-    pub(crate) fn new(prefix: &str, capacity: u64) -> Self {
+    pub(super) fn new(prefix: &str, capacity: u64, instance: u64) -> Self {
         Self {
             entries: MemoryStore::new(prefix, capacity),
             live: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
-            channel: channel(prefix),
+            channel: keys::channel(prefix),
+            instance,
         }
     }
 
     /// A copy of the entry under `key`.
-    pub(crate) fn get(&self, key: &str) -> Option<Arc<Slot>> {
+    pub(super) fn get(&self, key: &str) -> Option<Arc<Slot>> {
         if self.live.load(Ordering::Acquire) {
             self.entries.lookup(key)
         } else {
@@ -64,16 +57,16 @@ impl Near {
     }
 
     /// The epochs of the entries the threads' hot sets copy.
-    pub(crate) fn entries_epochs(&self) -> &super::hot::Epochs {
+    pub(super) fn epochs(&self) -> Option<&Epochs> {
         self.entries.epochs()
     }
 
-    pub(crate) fn epoch(&self) -> u64 {
+    pub(super) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
 
     /// Stores a copy for at most `ttl`, unless an invalidation arrived since `epoch`.
-    pub(crate) fn insert(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration, epoch: u64) {
+    pub(super) fn insert(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration, epoch: u64) {
         if ttl.is_zero() || !self.live.load(Ordering::Acquire) {
             return;
         }
@@ -85,7 +78,7 @@ impl Near {
     }
 
     /// Drops this process's copies under `start` (the key itself, when `exact`).
-    pub(crate) fn forget(&self, start: &str, exact: bool) {
+    pub(super) fn forget(&self, start: &str, exact: bool) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.remove(start, exact);
     }
@@ -96,7 +89,7 @@ impl Near {
         else {
             return;
         };
-        if u64::from_str_radix(instance, 16).ok() == Some(self::instance()) {
+        if u64::from_str_radix(instance, 16).ok() == Some(self.instance) {
             return;
         }
         match kind {
@@ -107,7 +100,7 @@ impl Near {
     }
 
     /// Stops serving for good: the store this belongs to was replaced.
-    pub(crate) fn retire(&self) {
+    pub(super) fn retire(&self) {
         self.go_dark();
         self.entries.retire();
     }
@@ -128,7 +121,7 @@ impl Near {
 
 /// Keeps the near-cache subscribed for as long as it exists; runs as a background task that
 /// the Redis store aborts when it is dropped.
-pub(crate) async fn listen(
+pub(super) async fn listen(
     near: Arc<Near>,
     client: redis::Client,
     connect_timeout: Duration,
@@ -153,14 +146,13 @@ pub(crate) async fn listen(
                     }
                 }
                 near.go_dark();
-                if let Some(suppressed) = CHANNEL_DOWN.allow() {
-                    tracing::warn!(suppressed, "near-cache invalidation channel dropped; near-cache flushed and off until it is back");
-                }
+                throttled!(warn, "near-cache invalidation channel dropped; near-cache flushed and off until it is back");
             }
             Ok(Err(e)) => {
-                if let Some(suppressed) = CHANNEL_DOWN.allow() {
-                    tracing::warn!(suppressed, "cannot subscribe to the near-cache invalidation channel, near-cache off: {e}");
-                }
+                throttled!(
+                    warn,
+                    "cannot subscribe to the near-cache invalidation channel, near-cache off: {e}"
+                );
             }
             Err(_) => {}
         }
@@ -174,14 +166,14 @@ mod tests {
 
     #[test]
     fn own_messages_are_ignored_and_others_evict() {
-        let near = Near::new("p", 100);
+        let near = Near::new("p", 100, 7);
         near.go_live();
         let e = near.epoch();
         near.insert("p:ns:a", Arc::from(&b"1"[..]), Duration::from_secs(9), e);
         near.insert("p:ns:b", Arc::from(&b"2"[..]), Duration::from_secs(9), e);
-        near.receive(&message("p:ns:a", true));
+        near.receive(&message(7, "p:ns:a", true));
         assert!(near.get("p:ns:a").is_some(), "own message");
-        let other = instance() ^ 1;
+        let other = 8;
         near.receive(&format!("{other:016x}|k|p:ns:a"));
         assert!(near.get("p:ns:a").is_none());
         assert!(near.get("p:ns:b").is_some());
@@ -191,7 +183,7 @@ mod tests {
 
     #[test]
     fn a_read_that_raced_an_invalidation_is_not_kept() {
-        let near = Near::new("p", 100);
+        let near = Near::new("p", 100, 7);
         near.go_live();
         let before = near.epoch();
         near.forget("p:x", true);
@@ -206,7 +198,7 @@ mod tests {
 
     #[test]
     fn nothing_is_served_while_dark() {
-        let near = Near::new("p", 100);
+        let near = Near::new("p", 100, 7);
         near.go_live();
         near.insert(
             "p:x",

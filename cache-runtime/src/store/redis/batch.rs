@@ -66,9 +66,8 @@ struct Waiter {
 
 impl Batcher {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // The state is a flag and a list, consistent after every statement: a panic while
-        // it was held leaves nothing half done.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        // The state is a flag and a list, consistent after every statement.
+        crate::sync::lock(&self.state)
     }
 
     /// Reads `key` on `conn`: as the leader of the lookups that start meanwhile, or as one of

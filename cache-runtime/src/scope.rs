@@ -1,17 +1,12 @@
-//! [`Scope`] and [`clear_cache`]: explicit removal of entries, which reports its errors.
+//! [`Scope`]: what a clear removes.
 
-use crate::{backend, key, CacheError};
+use crate::error::CacheError;
+use crate::keys::{self, ScopeKind};
 
-/// What [`clear_cache`] removes.
+/// What a clear ([`Cache::clear`](crate::Cache::clear), [`clear_cache`](crate::clear_cache))
+/// removes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Scope(pub(crate) ScopeKind);
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum ScopeKind {
-    Key { namespace: String, key: String },
-    Namespace(String),
-    All,
-}
+pub struct Scope(ScopeKind);
 
 impl Scope {
     /// The one entry that `key = "..."` (or a `key_builder` returning `key`) made in
@@ -50,38 +45,19 @@ impl Scope {
         Self(ScopeKind::All)
     }
 
+    pub(crate) fn kind(&self) -> &ScopeKind {
+        &self.0
+    }
+
     pub(crate) fn validate(&self) -> Result<(), CacheError> {
         let bad = |ns: &str| CacheError::InvalidNamespace(ns.to_owned());
         match &self.0 {
             ScopeKind::Key { namespace, .. } => {
-                key::check_namespace(namespace).map_err(|_| bad(namespace))
+                keys::check_namespace(namespace).map_err(|_| bad(namespace))
             }
             ScopeKind::Namespace(ns) if ns.is_empty() => Err(bad(ns)),
-            ScopeKind::Namespace(ns) => key::check_namespace(ns).map_err(|_| bad(ns)),
+            ScopeKind::Namespace(ns) => keys::check_namespace(ns).map_err(|_| bad(ns)),
             ScopeKind::All => Ok(()),
         }
     }
-}
-
-/// Removes the entries of `scope` and returns how many there were.
-///
-/// Unlike a cached call, this reports failures: the caller asked for the removal and must
-/// know whether it happened. On Redis it uses `UNLINK` for a key and `SCAN` + `UNLINK` in
-/// batches for a namespace or everything, only ever under the prefix.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), cache_runtime::CacheError> {
-/// use cache_runtime::{clear_cache, CacheConfig, Scope};
-/// cache_runtime::init(CacheConfig::memory()).await?;
-/// let removed = clear_cache(Scope::namespace("catalog")).await?;
-/// assert_eq!(removed, 0);
-/// assert!(clear_cache(Scope::namespace("a:b")).await.is_err());
-/// # Ok(())
-/// # }
-/// ```
-pub async fn clear_cache(scope: Scope) -> Result<u64, CacheError> {
-    scope.validate()?;
-    let backend = backend::current_arc().ok_or(CacheError::NotInitialized)?;
-    backend.clear(&scope.0).await
 }

@@ -2,52 +2,45 @@
 //! then let one probe through; its success closes the circuit again.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::circuit::Circuit;
+use crate::counters::{Count, Counters};
 use crate::throttle::now_ms;
 
-/// What the breaker of the current backend is doing; see [`stats`](crate::stats).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Circuit {
-    /// Calls go to the backend.
-    #[default]
-    Closed,
-    /// The backend failed repeatedly; calls skip it until the cool-down ends.
-    Open,
-    /// The cool-down ended and one probe call is finding out whether the backend is back.
-    HalfOpen,
-}
-
-pub(crate) struct Breaker {
+pub(super) struct Breaker {
     threshold: u32,
     cooldown_ms: u64,
     failures: AtomicU32,
     /// 0 while closed; otherwise when (in `now_ms`) the next probe may go.
     open_until: AtomicU64,
     probing: AtomicBool,
+    counters: Arc<Counters>,
 }
 
 /// Leave to call the backend. A probe that is dropped without a verdict (its call was
 /// cancelled or panicked) counts as a failure, so the breaker can never stay half-open.
-pub(crate) struct Permit<'a> {
+pub(super) struct Permit<'a> {
     breaker: &'a Breaker,
     probe: bool,
     settled: bool,
 }
 
 impl Breaker {
-    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
+    pub(super) fn new(threshold: u32, cooldown: Duration, counters: Arc<Counters>) -> Self {
         Self {
             threshold: threshold.max(1),
             cooldown_ms: cooldown.as_millis() as u64,
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
             probing: AtomicBool::new(false),
+            counters,
         }
     }
 
     /// `None` while open: the caller skips the backend. Costs one atomic load while closed.
-    pub(crate) fn permit(&self) -> Option<Permit<'_>> {
+    pub(super) fn permit(&self) -> Option<Permit<'_>> {
         let until = self.open_until.load(Ordering::Acquire);
         let probe = until != 0;
         if probe
@@ -66,7 +59,7 @@ impl Breaker {
         })
     }
 
-    pub(crate) fn state(&self) -> Circuit {
+    pub(super) fn state(&self) -> Circuit {
         match self.open_until.load(Ordering::Acquire) {
             0 => Circuit::Closed,
             _ if self.probing.load(Ordering::Acquire) => Circuit::HalfOpen,
@@ -105,7 +98,7 @@ impl Breaker {
                 )
                 .is_ok()
         {
-            crate::stats::bump(crate::stats::Count::CircuitTrips);
+            self.counters.bump(Count::CircuitTrips);
             tracing::warn!(
                 failures,
                 cooldown_ms = self.cooldown_ms,
@@ -116,12 +109,12 @@ impl Breaker {
 }
 
 impl Permit<'_> {
-    pub(crate) fn success(mut self) {
+    pub(super) fn success(mut self) {
         self.settled = true;
         self.breaker.succeeded(self.probe);
     }
 
-    pub(crate) fn failure(mut self) {
+    pub(super) fn failure(mut self) {
         self.settled = true;
         self.breaker.failed(self.probe);
     }
@@ -141,7 +134,7 @@ mod tests {
 
     #[test]
     fn opens_after_the_threshold_then_probes_once_then_closes() {
-        let b = Breaker::new(3, Duration::from_millis(30));
+        let b = Breaker::new(3, Duration::from_millis(30), Counters::open());
         for _ in 0..2 {
             b.permit().unwrap().failure();
         }
@@ -168,7 +161,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_probe_reopens() {
-        let b = Breaker::new(1, Duration::from_millis(10));
+        let b = Breaker::new(1, Duration::from_millis(10), Counters::open());
         b.permit().unwrap().failure();
         std::thread::sleep(Duration::from_millis(20));
         drop(b.permit().unwrap());

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use moka::sync::SegmentedCache;
 use moka::Expiry;
 
-use super::hot::Epochs;
-use super::{scope_prefix, Fetch, Store};
-use crate::clear::ScopeKind;
-use crate::CacheError;
+use super::{Fetch, Held, Store};
+use crate::error::CacheError;
+use crate::hot::Epochs;
+use crate::keys::{self, ScopeKind};
 
 #[derive(Clone)]
 struct Entry {
@@ -113,11 +113,6 @@ impl MemoryStore {
         }
     }
 
-    /// The epochs the threads' hot sets check their copies of this store's entries against.
-    pub(crate) fn epochs(&self) -> &Epochs {
-        &self.epochs
-    }
-
     /// The value under `key`, without touching the task budget.
     pub(crate) fn lookup(&self, key: &str) -> Option<Arc<Slot>> {
         if self.retired.load(Ordering::Relaxed) {
@@ -169,17 +164,10 @@ impl MemoryStore {
         removed
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn flush(&self) {
         self.cache.invalidate_all();
         self.epochs.all_changed();
-    }
-
-    /// Empties the store for good: calls still running on it store nothing more.
-    pub(crate) fn retire(&self) {
-        self.retired.store(true, Ordering::Relaxed);
-        self.cache.invalidate_all();
-        self.epochs.all_changed();
-        self.cache.run_pending_tasks();
     }
 }
 
@@ -190,16 +178,14 @@ pub(crate) fn left(expires_at: Instant, want_ttl: bool) -> Option<Duration> {
 }
 
 impl Store for MemoryStore {
-    type Bytes = Arc<Slot>;
-
-    async fn get(&self, key: &str, want_ttl: bool) -> Fetch<Arc<Slot>> {
+    async fn get(&self, key: &str, want_ttl: bool) -> Fetch {
         let found = self.lookup(key);
         // A memory hit does no I/O: spend the task's budget so busy callers still yield.
         tokio::task::coop::consume_budget().await;
         match found {
             Some(slot) => {
                 let left = left(slot.expires_at(), want_ttl);
-                Fetch::Hit(slot, left)
+                Fetch::Hit(Held::Copy(slot), left)
             }
             None => Fetch::Miss,
         }
@@ -210,8 +196,21 @@ impl Store for MemoryStore {
     }
 
     async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
-        let (start, exact) = scope_prefix(&self.prefix, scope);
+        let (start, exact) = keys::scope_start(&self.prefix, scope);
         Ok(self.remove(&start, exact))
+    }
+
+    /// The epochs the threads' hot sets check their copies of this store's entries against.
+    fn epochs(&self) -> Option<&Epochs> {
+        Some(&self.epochs)
+    }
+
+    /// Empties the store for good: calls still running on it store nothing more.
+    fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        self.cache.invalidate_all();
+        self.epochs.all_changed();
+        self.cache.run_pending_tasks();
     }
 }
 

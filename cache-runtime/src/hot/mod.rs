@@ -19,7 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::coarse::Deadline;
+mod clock;
+
+use clock::Deadline;
+
+use crate::keys::Inline;
 
 /// Epoch stripes of a store: a change to one key makes the slots of about 1/256 of the keys
 /// refetch, not all of them.
@@ -47,9 +51,6 @@ pub(crate) struct HotSet<'a> {
     pub(crate) epochs: &'a Epochs,
     pub(crate) sets: usize,
 }
-/// Argument JSON up to this long is keyed in the hot set; longer arguments take the moka path.
-pub(crate) const INLINE: usize = 64;
-
 /// Versions of a store's contents: `global` moves when many keys change at once (a namespace
 /// or full clear, a flush), a stripe when a key of that stripe changes.
 pub(crate) struct Epochs {
@@ -105,73 +106,6 @@ impl Epochs {
     }
 }
 
-/// The arguments' JSON of a hashed key, written where it costs no allocation, up to
-/// [`INLINE`] bytes.
-pub(crate) struct Inline {
-    bytes: [u8; INLINE],
-    len: u8,
-}
-
-impl Inline {
-    pub(crate) fn new() -> Self {
-        Self {
-            bytes: [0; INLINE],
-            len: 0,
-        }
-    }
-
-    /// Everything written.
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
-
-    /// [`hash`] of what was written. The buffer past it is zeroed (nothing is ever written
-    /// there), so whole words of it hash like the zero-padded last chunk, without copying the
-    /// last few bytes apart.
-    fn hash(&self, seed: u64) -> u64 {
-        let len = usize::from(self.len);
-        let words = len.div_ceil(8) * 8;
-        let mut h = hash_start(len, seed);
-        for chunk in self.bytes[..words.min(INLINE)].chunks_exact(8) {
-            h = hash_word(h, chunk);
-        }
-        hash_finish(h)
-    }
-
-    /// Appends `data`; false (and nothing written) when it does not fit.
-    pub(crate) fn push(&mut self, data: &[u8]) -> bool {
-        let start = usize::from(self.len);
-        let Some(end) = start.checked_add(data.len()).filter(|&end| end <= INLINE) else {
-            return false;
-        };
-        self.bytes[start..end].copy_from_slice(data);
-        // `end <= INLINE`, which fits a u8.
-        self.len = end as u8;
-        true
-    }
-}
-
-/// Writes serializer output into an [`Inline`], failing when it does not fit.
-pub(crate) struct InlineWriter<'a> {
-    pub(crate) inline: &'a mut Inline,
-    pub(crate) overflowed: bool,
-}
-
-impl std::io::Write for InlineWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.inline.push(buf) {
-            Ok(buf.len())
-        } else {
-            self.overflowed = true;
-            Err(std::io::ErrorKind::WriteZero.into())
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Where a call's slot would be: the function, the backend, the key's bytes and their hash.
 pub(crate) struct Probe<'a> {
     pub(crate) function: usize,
@@ -196,7 +130,11 @@ impl<'a> Probe<'a> {
             function,
             backend,
             ident: inline.as_slice(),
-            tag: inline.hash(Self::seed(function, backend)),
+            tag: hash_words(
+                inline.padded_words(),
+                inline.as_slice().len(),
+                Self::seed(function, backend),
+            ),
         }
     }
 
@@ -412,6 +350,16 @@ pub(crate) fn forget_all() {
     drop(old);
 }
 
+/// [`hash`] of `len` bytes given as whole words, zero-padded: the same hash, without copying
+/// the last few bytes apart.
+fn hash_words(words: &[u8], len: usize, seed: u64) -> u64 {
+    let mut h = hash_start(len, seed);
+    for chunk in words.chunks_exact(8) {
+        h = hash_word(h, chunk);
+    }
+    hash_finish(h)
+}
+
 /// A fast, well-mixed hash of a few bytes (not for defending against crafted input: slots are
 /// compared by their bytes, so a collision only costs a miss).
 fn hash(bytes: &[u8], seed: u64) -> u64 {
@@ -456,6 +404,7 @@ fn hash_finish(mut h: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::INLINE;
     use std::time::Duration;
 
     fn value(n: u32) -> Arc<dyn Any + Send + Sync> {
@@ -656,16 +605,6 @@ mod tests {
             Probe::of_inline(1, 2, &full).tag,
             Probe::new(1, 2, &[b'x'; INLINE]).tag
         );
-    }
-
-    #[test]
-    fn inline_refuses_what_does_not_fit() {
-        let mut inline = Inline::new();
-        assert!(inline.push(b"ab"));
-        assert!(inline.push(b"[1]"));
-        assert_eq!(inline.as_slice(), b"ab[1]");
-        assert!(!inline.push(&[0; INLINE]));
-        assert_eq!(inline.as_slice(), b"ab[1]");
     }
 
     #[test]

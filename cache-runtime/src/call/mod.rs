@@ -1,0 +1,114 @@
+//! The call engine: what a `#[cache]` function does when it is called.
+//!
+//! - [`spec`]: what the attribute said;
+//! - [`ticket`]: the key made (or the arguments written), the hot set asked, the cache picked;
+//! - [`run`]: cache-aside with single-flight for a call the hot set did not answer;
+//! - [`lock`]: the cross-process lock held around a miss;
+//! - [`outcome`]: which part of a result is stored; [`reuse`]: how values are kept decoded;
+//! - [`future`]: the small future a call returns.
+//!
+//! The entry points below are what the macro's expansion calls, through `__private`.
+
+mod future;
+mod lock;
+mod outcome;
+mod reuse;
+mod run;
+mod spec;
+mod ticket;
+
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use future::Call;
+pub use outcome::Outcome;
+pub use reuse::{Reusable, Reuse, ReuseByClone, ReuseNot};
+pub use spec::Spec;
+pub use ticket::{
+    arg, hashed, hashed_in, hashed_typed, hashed_typed_in, keyed, keyed_in, CacheRef, KeyPart,
+    Start, Ticket,
+};
+
+use outcome::Plain;
+use ticket::prepare;
+
+/// Cache-aside for a function returning a plain value. `body` makes the function's original
+/// body: on a hit it is never called, so the hit's future does not hold the body's.
+pub fn value<T, B, F>(
+    start: impl Into<Start<T>>,
+    reuse: Option<Reuse<T>>,
+    body: B,
+) -> Call<T, impl Future<Output = T>>
+where
+    T: Serialize + DeserializeOwned,
+    B: FnOnce() -> F,
+    F: Future<Output = T>,
+{
+    let call = match prepare(start.into(), reuse) {
+        Ok(value) => return Call::hot(value),
+        Err(call) => call,
+    };
+    Call::cold(async move {
+        match call {
+            None => body().await,
+            Some(call) => {
+                call.run(reuse, move || async move { Plain(body().await) })
+                    .await
+                    .0
+            }
+        }
+    })
+}
+
+/// Cache-aside for a function returning `Result`: only `Ok` is stored.
+pub fn result<T, E, B, F>(
+    start: impl Into<Start<T>>,
+    reuse: Option<Reuse<T>>,
+    body: B,
+) -> Call<Result<T, E>, impl Future<Output = Result<T, E>>>
+where
+    T: Serialize + DeserializeOwned,
+    B: FnOnce() -> F,
+    F: Future<Output = Result<T, E>>,
+{
+    outcome(start.into(), reuse, body)
+}
+
+/// Cache-aside for a function returning `Option`: only `Some` is stored.
+pub fn option<T, B, F>(
+    start: impl Into<Start<T>>,
+    reuse: Option<Reuse<T>>,
+    body: B,
+) -> Call<Option<T>, impl Future<Output = Option<T>>>
+where
+    T: Serialize + DeserializeOwned,
+    B: FnOnce() -> F,
+    F: Future<Output = Option<T>>,
+{
+    outcome(start.into(), reuse, body)
+}
+
+/// [`result`] and [`option`]: cache-aside for a body whose result tells what to store.
+fn outcome<O, B, F>(
+    start: Start<O::Value>,
+    reuse: Option<Reuse<O::Value>>,
+    body: B,
+) -> Call<O, impl Future<Output = O>>
+where
+    O: Outcome,
+    B: FnOnce() -> F,
+    F: Future<Output = O>,
+{
+    let call = match prepare(start, reuse) {
+        Ok(value) => return Call::hot(O::from_value(value)),
+        Err(call) => call,
+    };
+    Call::cold(async move {
+        match call {
+            None => body().await,
+            Some(call) => call.run(reuse, body).await,
+        }
+    })
+}

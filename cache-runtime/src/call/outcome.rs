@@ -1,0 +1,55 @@
+//! [`Outcome`]: which part of a cached function's result is stored and shared.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// How a cached function's result is shared and stored: all of a plain value, the `Ok` of a
+/// `Result`, the `Some` of an `Option`. The macro names a function's value type with it.
+pub trait Outcome {
+    /// What is stored: the plain value, `T` of `Result<T, E>`, `T` of `Option<T>`.
+    type Value: Serialize + DeserializeOwned;
+    /// The part of the result to store, if any.
+    fn cacheable(&self) -> Option<&Self::Value>;
+    /// The result for a stored value.
+    fn from_value(value: Self::Value) -> Self;
+    /// Whether the body failed, so that a stale copy is better (`Err`).
+    fn failed(&self) -> bool {
+        false
+    }
+}
+
+/// A plain value, stored whole.
+pub(crate) struct Plain<T>(pub(crate) T);
+
+impl<T: Serialize + DeserializeOwned> Outcome for Plain<T> {
+    type Value = T;
+    fn cacheable(&self) -> Option<&T> {
+        Some(&self.0)
+    }
+    fn from_value(value: T) -> Self {
+        Plain(value)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, E> Outcome for Result<T, E> {
+    type Value = T;
+    fn cacheable(&self) -> Option<&T> {
+        self.as_ref().ok()
+    }
+    fn from_value(value: T) -> Self {
+        Ok(value)
+    }
+    fn failed(&self) -> bool {
+        self.is_err()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Outcome for Option<T> {
+    type Value = T;
+    fn cacheable(&self) -> Option<&T> {
+        self.as_ref()
+    }
+    fn from_value(value: T) -> Self {
+        Some(value)
+    }
+}

@@ -1,0 +1,314 @@
+//! Cache-aside for one call whose key is made: look up, decode, and on a miss run the body
+//! once per key in this process (single-flight), store and share its result.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::lock::LockGuard;
+use super::outcome::Outcome;
+use super::reuse::Reuse;
+use super::spec::Spec;
+use crate::codec;
+use crate::counters::Count;
+use crate::default::Lent;
+use crate::flight::{self, Join, Lead};
+use crate::hot::{self, Probe, Seen};
+use crate::store::memory::Slot;
+use crate::store::{Fetch, Locked, Store};
+use crate::sync::lock;
+use crate::throttle::throttled;
+
+/// How many times a caller waits for other callers' runs of its key before it runs the body
+/// itself (each wait ends when that run lands, fails or is cancelled).
+const MAX_FOLLOWS: usize = 3;
+
+/// What a lookup found.
+enum Lookup<T> {
+    /// The value and, when asked for, the time the entry has left.
+    Hit(T, Option<Duration>),
+    /// Absent: the result is to be stored.
+    Miss,
+    /// The store could not be asked: the result is not stored either.
+    Unavailable,
+}
+
+/// What identifies a call in a hot set, once its key is made.
+pub(super) enum Ident {
+    /// Its value is not copied into a hot set.
+    None,
+    /// The key itself (a static key, a key builder's result, a method's or generic's key).
+    Key,
+    /// The arguments' JSON.
+    Args(Box<[u8]>),
+}
+
+/// A call that was not served from its thread's hot set, with its key made.
+pub(crate) struct Keyed {
+    backend: Lent,
+    key: String,
+    spec: &'static Spec,
+    ident: Ident,
+}
+
+impl Keyed {
+    pub(super) fn new(backend: Lent, key: String, spec: &'static Spec, ident: Ident) -> Self {
+        Self {
+            backend,
+            key,
+            spec,
+            ident,
+        }
+    }
+
+    /// Where this call is kept in a hot set, if its value is copied there.
+    fn probe(&self) -> Option<Probe<'_>> {
+        let ident = match &self.ident {
+            Ident::None => return None,
+            Ident::Key => self.key.as_bytes(),
+            Ident::Args(args) => args,
+        };
+        Some(Probe::new(self.spec.id(), self.backend.id, ident))
+    }
+
+    fn bump(&self, count: Count) {
+        self.backend.counters.bump(count);
+    }
+
+    async fn lookup<T: DeserializeOwned>(
+        &self,
+        want_ttl: bool,
+        reuse: Option<Reuse<T>>,
+    ) -> Lookup<T> {
+        // Read before the store is, so that a change made meanwhile keeps the copy out of
+        // the hot set.
+        let seen = match self.ident {
+            Ident::None => None,
+            _ => self.backend.hot().map(|hot| hot.epochs.seen(&self.key)),
+        };
+        match self.backend.store.get(&self.key, want_ttl).await {
+            Fetch::Hit(held, left) => {
+                let slot = reuse.zip(held.slot());
+                if let Some((reuse, slot)) = slot {
+                    if let Some(value) = slot.decoded().and_then(reuse.fetch) {
+                        self.bump(Count::Hits);
+                        self.fill_hot(slot, reuse, seen);
+                        return Lookup::Hit(value, left);
+                    }
+                }
+                match codec::decode(held.bytes()) {
+                    Ok(value) => {
+                        self.bump(Count::Hits);
+                        if let Some((reuse, slot)) = slot {
+                            slot.keep((reuse.keep)(&value));
+                            self.fill_hot(slot, reuse, seen);
+                        }
+                        Lookup::Hit(value, left)
+                    }
+                    Err(e) => {
+                        self.bump(Count::DecodeFailures);
+                        self.bump(Count::Misses);
+                        throttled!(warn, key = %self.key, "cached value does not decode, recomputing and overwriting it: {e}");
+                        Lookup::Miss
+                    }
+                }
+            }
+            Fetch::Miss => {
+                self.bump(Count::Misses);
+                Lookup::Miss
+            }
+            Fetch::Unavailable => {
+                self.bump(Count::Bypassed);
+                Lookup::Unavailable
+            }
+        }
+    }
+
+    /// Copies the decoded value of a store's entry into this thread's hot set, when it is of
+    /// this call's type (two functions may share a key).
+    fn fill_hot<T>(&self, slot: &Slot, reuse: Reuse<T>, seen: Option<Seen>) {
+        let (Some(seen), Some(hot), Some(probe)) = (seen, self.backend.hot(), self.probe()) else {
+            return;
+        };
+        if let Some(value) = slot.decoded_arc().filter(|value| (reuse.is)(&**value)) {
+            hot::fill(&probe, hot, seen, slot.expires_at(), value);
+        }
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Option<Arc<[u8]>> {
+        match codec::encode(value) {
+            Ok(bytes) => Some(bytes.into()),
+            Err(e) => {
+                throttled!(warn, key = %self.key, "result cannot be serialized, not caching it: {e}");
+                None
+            }
+        }
+    }
+
+    async fn store(&self, bytes: Arc<[u8]>) {
+        if bytes.len() > self.backend.max_value_size {
+            oversized(&self.key, bytes.len(), self.backend.max_value_size);
+            return;
+        }
+        self.backend
+            .store
+            .set(&self.key, bytes, self.spec.store_ttl())
+            .await
+    }
+
+    /// Cache-aside with single-flight: a hit returns the stored value; on a miss one caller
+    /// per key runs its body, stores the result and shares it with the callers that missed
+    /// meanwhile.
+    pub(super) async fn run<O: Outcome, B: FnOnce() -> F, F: Future<Output = O>>(
+        self,
+        reuse: Option<Reuse<O::Value>>,
+        body: B,
+    ) -> O {
+        let spec = self.spec;
+        let stale_window = Duration::from_secs(spec.stale_if_error);
+        let want_ttl = spec.wants_ttl();
+        let (store, stale) = match self.lookup::<O::Value>(want_ttl, reuse).await {
+            Lookup::Hit(value, left) => {
+                // The store's TTL includes the stale window; what is left of the real TTL:
+                let fresh = left.map(|left| left.saturating_sub(stale_window));
+                match fresh {
+                    Some(Duration::ZERO) if spec.stale_if_error > 0 => (true, Some(value)),
+                    Some(fresh)
+                        if spec.refresh > 0 && fresh <= Duration::from_secs(spec.refresh) =>
+                    {
+                        // Near expiry: one caller recomputes, the others keep the copy.
+                        match self.backend.flights.join(&self.key) {
+                            Join::Lead(lead) => {
+                                self.bump(Count::Refreshes);
+                                return Box::pin(self.compute(Some(lead), body, true, Some(value)))
+                                    .await;
+                            }
+                            Join::Follow(_) => return O::from_value(value),
+                        }
+                    }
+                    _ => return O::from_value(value),
+                }
+            }
+            Lookup::Miss => (true, None),
+            Lookup::Unavailable => (false, None),
+        };
+        let mut lead = None;
+        for _ in 0..MAX_FOLLOWS {
+            match self.backend.flights.join(&self.key) {
+                Join::Lead(l) => {
+                    lead = Some(l);
+                    break;
+                }
+                Join::Follow(rx) => {
+                    if let Some(bytes) = flight::follow(rx).await {
+                        if let Ok(value) = codec::decode(&bytes) {
+                            self.bump(Count::Coalesced);
+                            return O::from_value(value);
+                        }
+                    }
+                }
+            }
+        }
+        // Boxed, like everything only a miss needs: a hit then moves and polls a small future.
+        Box::pin(self.compute(lead, body, store, stale)).await
+    }
+
+    /// Runs the body (under the cross-process lock, when asked for), stores and shares its
+    /// result; with a stale copy, a failing body (an `Err`, a panic) gets the copy instead.
+    async fn compute<O: Outcome, B: FnOnce() -> F, F: Future<Output = O>>(
+        &self,
+        lead: Option<Lead<'_>>,
+        body: B,
+        store: bool,
+        stale: Option<O::Value>,
+    ) -> O {
+        let mut lock = None;
+        if store && self.spec.lock {
+            match self.backend.store.lock(&self.key).await {
+                Locked::Acquired(token) => {
+                    lock = Some(LockGuard::new(
+                        self.backend.to_arc(),
+                        self.key.clone(),
+                        token,
+                    ))
+                }
+                Locked::Held => {
+                    // Another process computes it: wait for its value, then fail open.
+                    if let Some(bytes) = self.backend.store.wait_for(&self.key).await {
+                        if let Ok(value) = codec::decode(&bytes) {
+                            self.bump(Count::Coalesced);
+                            if let Some(lead) = lead {
+                                lead.land(Some(bytes.into()));
+                            }
+                            return O::from_value(value);
+                        }
+                    }
+                }
+                Locked::Skipped => {}
+            }
+        }
+        let outcome = match stale {
+            None => body().await,
+            Some(stale) => match AssertUnwindSafe(body()).catch_unwind().await {
+                Ok(outcome) if !outcome.failed() => outcome,
+                failed => {
+                    self.bump(Count::StaleServed);
+                    let why = if failed.is_err() {
+                        "panicked"
+                    } else {
+                        "returned an error"
+                    };
+                    throttled!(warn, key = %self.key, "the body {why}; serving the stale copy");
+                    if let Some(lock) = lock {
+                        lock.release().await;
+                    }
+                    return O::from_value(stale);
+                }
+            },
+        };
+        let bytes = outcome.cacheable().and_then(|value| self.encode(value));
+        if let (true, Some(bytes)) = (store, &bytes) {
+            self.store(Arc::clone(bytes)).await;
+        }
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        if let Some(lead) = lead {
+            lead.land(bytes);
+        }
+        outcome
+    }
+}
+
+/// Logs a value too large to store, once per key (up to a bound of keys, then once in a
+/// while).
+fn oversized(key: &str, size: usize, max: usize) {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let logged_before = {
+        let mut seen = lock(&SEEN);
+        let seen = seen.get_or_insert_with(HashSet::new);
+        (seen.len() < 4096).then(|| !seen.insert(key.to_owned()))
+    };
+    match logged_before {
+        Some(true) => {}
+        Some(false) => tracing::warn!(
+            key,
+            size,
+            max,
+            "value larger than max_value_size, not caching it"
+        ),
+        None => throttled!(
+            warn,
+            key,
+            size,
+            max,
+            "value larger than max_value_size, not caching it"
+        ),
+    }
+}

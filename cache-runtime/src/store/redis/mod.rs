@@ -1,0 +1,164 @@
+//! The Redis store: a hit costs one `GET` round trip on a connection that concurrent callers
+//! share; lookups that start together go out together as one `MGET`; a near-cache keeps hot
+//! entries in process, kept honest by an invalidation channel.
+//!
+//! - [`connection`]: the pool and the shared connection; [`breaker`]: the circuit breaker;
+//! - [`commands`]: what a cached call sends (the lookup and the write);
+//! - [`batch`]: lookups batched into `MGET`s;
+//! - [`index`]: the namespace indexes that make a namespace clear O(namespace);
+//! - [`lock`]: the cross-process lock of `lock = true`;
+//! - [`clear`]: removal by key, namespace and prefix;
+//! - [`near`]: the near-cache and its invalidation channel;
+//! - [`errors`]: what a client error means, as a [`CacheError`].
+
+mod batch;
+mod breaker;
+mod clear;
+mod commands;
+mod connection;
+mod errors;
+mod index;
+mod lock;
+mod near;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use batch::Batcher;
+use connection::Connections;
+use index::Index;
+use near::Near;
+
+use super::{Fetch, Locked, Store};
+use crate::circuit::Circuit;
+use crate::config::CacheConfig;
+use crate::counters::Counters;
+use crate::error::CacheError;
+use crate::error::ConfigError;
+use crate::hot::Epochs;
+use crate::keys::{self, ScopeKind};
+
+pub(crate) struct RedisStore {
+    conns: Connections,
+    prefix: Box<str>,
+    counters: Arc<Counters>,
+    index: Index,
+    /// How long a cross-process lock is held at most, and waited for.
+    lock_timeout: Duration,
+    /// Lookups that start together go out together, as one `MGET`.
+    batcher: Batcher,
+    near: Option<Arc<Near>>,
+    /// Where invalidations are published: `{prefix}:invalidate`.
+    channel: String,
+    /// Tells this store's own invalidations apart from other stores' (in this process or
+    /// another), which its near-cache must obey.
+    instance: u64,
+    /// Keeps the near-cache subscribed; aborted with the store.
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+    }
+}
+
+impl RedisStore {
+    /// Builds the pool; fails only on a malformed URL or configuration, never because Redis
+    /// is unreachable (it is then retried as calls come in).
+    pub(crate) async fn connect(
+        url: &str,
+        config: &CacheConfig,
+        counters: Arc<Counters>,
+    ) -> Result<Self, CacheError> {
+        let conns = Connections::new(url, config, Arc::clone(&counters))?;
+        let instance = crate::random::u64();
+        let near = config
+            .local_cache
+            .map(|capacity| Arc::new(Near::new(&config.prefix, capacity, instance)));
+        let listener = match &near {
+            Some(near) => {
+                let client = redis::Client::open(url).map_err(|e| {
+                    ConfigError::new("url", format!("invalid Redis URL {}", errors::redact(url)))
+                        .caused_by(e)
+                })?;
+                Some(tokio::spawn(near::listen(
+                    Arc::clone(near),
+                    client,
+                    config.connect_timeout,
+                    config.breaker_cooldown,
+                )))
+            }
+            None => None,
+        };
+        let store = Self {
+            conns,
+            prefix: config.prefix.as_str().into(),
+            counters,
+            index: Index::new(config.clock_skew.as_secs_f64().ceil() as u64),
+            lock_timeout: config.lock_timeout,
+            batcher: Batcher::default(),
+            near,
+            channel: keys::channel(&config.prefix),
+            instance,
+            listener,
+        };
+        if store.conns.shared().await.is_none() {
+            tracing::warn!(
+                "redis is unreachable at start-up; cached functions run uncached until it answers"
+            );
+        }
+        Ok(store)
+    }
+}
+
+impl Store for RedisStore {
+    async fn get(&self, key: &str, want_ttl: bool) -> Fetch {
+        self.lookup(key, want_ttl).await
+    }
+
+    async fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64) {
+        self.write(key, value, ttl_secs).await
+    }
+
+    async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
+        self.remove(scope).await
+    }
+
+    async fn lock(&self, key: &str) -> Locked {
+        self.take_lock(key).await
+    }
+
+    async fn unlock(&self, key: &str, token: &str) {
+        self.release_lock(key, token).await
+    }
+
+    async fn wait_for(&self, key: &str) -> Option<Vec<u8>> {
+        self.wait_for_value(key).await
+    }
+
+    fn circuit(&self) -> Circuit {
+        self.conns.breaker.state()
+    }
+
+    /// The epochs of the near-cache's copies, when there is a near-cache.
+    fn epochs(&self) -> Option<&Epochs> {
+        self.near.as_deref().and_then(Near::epochs)
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+
+    fn retire(&self) {
+        self.conns.close();
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+        if let Some(near) = &self.near {
+            near.retire();
+        }
+    }
+}

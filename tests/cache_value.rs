@@ -1,0 +1,207 @@
+//! `Cache` values: caches an application holds and names with `#[cache(cache = EXPR)]`.
+//! These tests do not take turns at the process default: each makes caches of its own and
+//! runs alongside the others.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cache_runtime::{cache, Cache, CacheConfig, Scope};
+use redis::AsyncCommands;
+use support::RedisServer;
+
+/// An application's state: a "database" and the cache in front of it.
+#[derive(Clone)]
+struct App {
+    cache: Cache,
+    articles: Arc<Vec<String>>,
+    reads: Arc<AtomicUsize>,
+}
+
+impl App {
+    fn new(cache: Cache, articles: &[&str]) -> Self {
+        Self {
+            cache,
+            articles: Arc::new(articles.iter().map(|a| a.to_string()).collect()),
+            reads: Arc::default(),
+        }
+    }
+
+    fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    // The data source is left out of the key; the cache of each instance keeps them apart.
+    #[cache(namespace = "articles", cache = &self.cache, skip = [self])]
+    async fn article(&self, id: usize) -> Option<String> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.articles.get(id).cloned()
+    }
+
+    #[cache(namespace = "articles", key = "count", cache = &self.cache, skip = [self])]
+    async fn count(&self) -> usize {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.articles.len()
+    }
+}
+
+/// A handler-shaped function: the state arrives by value and the cache is one of its fields,
+/// borrowed before the body takes the state.
+#[cache(namespace = "titles", cache = &app.cache, skip = [app])]
+async fn title(app: App, id: usize) -> String {
+    app.reads.fetch_add(1, Ordering::SeqCst);
+    app.articles.get(id).cloned().unwrap_or_default()
+}
+
+async fn memory() -> Cache {
+    Cache::new(CacheConfig::memory()).await.unwrap()
+}
+
+/// Two instances of an application in one process, with two databases: before `Cache`
+/// values, `skip = [self]` made them share entries and one served the other's article.
+#[tokio::test]
+async fn two_instances_with_a_cache_each_never_serve_each_others_data() {
+    let a = App::new(memory().await, &["a0", "a1"]);
+    let b = App::new(memory().await, &["b0"]);
+    for _ in 0..3 {
+        assert_eq!(a.article(0).await.as_deref(), Some("a0"));
+        assert_eq!(b.article(0).await.as_deref(), Some("b0"));
+        assert_eq!(a.count().await, 2);
+        assert_eq!(b.count().await, 1);
+        assert_eq!(title(a.clone(), 1).await, "a1");
+        assert_eq!(title(b.clone(), 1).await, "");
+    }
+    assert_eq!((a.reads(), b.reads()), (3, 3), "one miss per entry");
+    let (sa, sb) = (a.cache.stats(), b.cache.stats());
+    assert_eq!((sa.misses, sa.hits), (3, 6), "{sa:?}");
+    assert_eq!((sb.misses, sb.hits), (3, 6), "{sb:?}");
+    // A clear of one cache leaves the other's entries.
+    assert_eq!(
+        a.cache.clear(Scope::namespace("articles")).await.unwrap(),
+        2
+    );
+    assert_eq!(a.article(0).await.as_deref(), Some("a0"));
+    assert_eq!(b.article(0).await.as_deref(), Some("b0"));
+    assert_eq!((a.reads(), b.reads()), (4, 3));
+}
+
+/// Caches on one Redis see each other's entries exactly when they share the prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_on_one_redis_share_entries_only_under_one_prefix() {
+    let server = RedisServer::start();
+    let open = |prefix: &str| Cache::new(CacheConfig::redis(server.url()).prefix(prefix));
+    let (one, same, other) = (
+        open("app").await.unwrap(),
+        open("app").await.unwrap(),
+        open("other").await.unwrap(),
+    );
+    let a = App::new(one, &["first"]);
+    let b = App::new(same, &["second"]);
+    let c = App::new(other, &["third"]);
+    assert_eq!(a.article(0).await.as_deref(), Some("first"));
+    assert_eq!(
+        b.article(0).await.as_deref(),
+        Some("first"),
+        "one prefix, one entry"
+    );
+    assert_eq!(c.article(0).await.as_deref(), Some("third"));
+    let mut conn = server.client().await;
+    let mut found: Vec<String> = conn.keys("*").await.unwrap();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "app:articles",
+            "app:articles:cache_value::article<cache_value::App>:8d5162ca104fa7e79fe80fd92bb657fb",
+            "other:articles",
+            "other:articles:cache_value::article<cache_value::App>:8d5162ca104fa7e79fe80fd92bb657fb",
+        ],
+        "the layout: {{prefix}}:{{namespace}}:{{module path}}::{{fn}}<{{Self}}>:{{md5 of [0]}}"
+    );
+}
+
+/// Near-caches of two caches in one process (one Redis, one prefix) obey each other's
+/// changes: each store tells its own invalidations apart, not the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_near_caches_in_one_process_invalidate_each_other() {
+    let server = RedisServer::start();
+    let open = || Cache::new(CacheConfig::redis(server.url()).local_cache(100));
+    let a = App::new(open().await.unwrap(), &["x"]);
+    let b = App::new(open().await.unwrap(), &["x"]);
+    assert_eq!(a.count().await, 1);
+    // Both near-caches hold the entry.
+    assert!(
+        support::eventually(Duration::from_secs(5), || async {
+            b.count().await;
+            b.cache.stats().local_hits > 0
+        })
+        .await,
+        "b serves from its near-cache"
+    );
+    let before = b.reads();
+    a.cache
+        .clear(Scope::key("articles", "count"))
+        .await
+        .unwrap();
+    assert!(
+        support::eventually(Duration::from_secs(2), || async {
+            b.count().await;
+            b.reads() > before
+        })
+        .await,
+        "b's copy was dropped by a's clear"
+    );
+}
+
+static LATER: OnceLock<Cache> = OnceLock::new();
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(cache = LATER.get())]
+async fn maybe_cached(n: u64) -> u64 {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    n
+}
+
+/// `cache = EXPR` may name no cache (an unset `OnceLock`): the function then runs.
+#[tokio::test]
+async fn a_cache_not_set_yet_runs_the_function() {
+    let before = RUNS.load(Ordering::SeqCst);
+    maybe_cached(1).await;
+    maybe_cached(1).await;
+    assert_eq!(RUNS.load(Ordering::SeqCst) - before, 2, "uncached");
+    let cache = LATER.get_or_init(|| {
+        std::thread::spawn(|| {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(Cache::new(CacheConfig::memory()))
+                .unwrap()
+        })
+        .join()
+        .unwrap()
+    });
+    maybe_cached(1).await;
+    maybe_cached(1).await;
+    assert_eq!(RUNS.load(Ordering::SeqCst) - before, 3, "cached once set");
+    assert_eq!(cache.stats().hits, 1);
+}
+
+/// The last handle dropped shuts the cache down; a call still holding it finishes, uncached.
+#[tokio::test]
+async fn a_dropped_cache_lets_calls_run_uncached() {
+    let app = App::new(memory().await, &["a"]);
+    assert_eq!(app.article(0).await.as_deref(), Some("a"));
+    let detached = App {
+        cache: Cache::new(CacheConfig::memory()).await.unwrap(),
+        ..app.clone()
+    };
+    drop(app);
+    assert_eq!(detached.article(0).await.as_deref(), Some("a"));
+    assert_eq!(detached.article(0).await.as_deref(), Some("a"));
+    assert_eq!(
+        detached.reads(),
+        2,
+        "one read before, one for the new cache"
+    );
+}
