@@ -107,8 +107,11 @@ async fn a_configured_prefix_holds_every_key() {
         2,
         "indexes are not entries"
     );
-    assert!(
-        keys(&mut conn, "*").await.is_empty(),
+    // Everything but the fence of everything, which the clear moved and keeps (README,
+    // "Invalidation is final").
+    assert_eq!(
+        keys(&mut conn, "*").await,
+        ["myapp:::fence"],
         "and they go with everything else"
     );
 }
@@ -341,10 +344,18 @@ async fn a_hit_reads_its_key_once_and_a_miss_adds_one_set() {
         command_calls(&mut admin, "set").await,
         command_calls(&mut admin, "ping").await,
     );
+    // Each miss also reads its fence (one MGET of two keys) before its body, and writes in
+    // a script that checks the fences (two GETs, counted with the script's commands) before
+    // its one SET; a hit is still one GET.
     assert_eq!(
         counts,
-        (11, 0, 10, 0),
+        (11 + 2 * 10, 10, 10, 0),
         "one at a time: GETs, MGETs, SETs, PINGs"
+    );
+    assert_eq!(
+        command_calls(&mut admin, "evalsha").await,
+        10,
+        "one write each"
     );
     let calls: Vec<_> = (0..64u64)
         .map(|i| tokio::spawn(suite::get_product(1 + i % 2 * 99)))
@@ -353,8 +364,8 @@ async fn a_hit_reads_its_key_once_and_a_miss_adds_one_set() {
         call.await.unwrap();
     }
     let (get, mget, set) = (
-        command_calls(&mut admin, "get").await - 11,
-        command_calls(&mut admin, "mget").await,
+        command_calls(&mut admin, "get").await - (11 + 2 * 10),
+        command_calls(&mut admin, "mget").await - 10,
         command_calls(&mut admin, "set").await,
     );
     assert_eq!(set, 10, "64 hits write nothing");
@@ -362,10 +373,11 @@ async fn a_hit_reads_its_key_once_and_a_miss_adds_one_set() {
         get + mget <= 64,
         "{get} GETs and {mget} MGETs for 64 lookups"
     );
-    // Every key read is a hit or a miss in Redis's own count.
+    // Every key read is a hit or a miss in Redis's own count; each miss also read its two
+    // fences twice (its MGET, its write's script), absent here (never cleared).
     let reads = stat(&mut admin, "keyspace_hits").await + stat(&mut admin, "keyspace_misses").await;
-    assert_eq!(reads, 11 + 64, "each call read its key once");
-    assert_eq!(stat(&mut admin, "keyspace_misses").await, 10);
+    assert_eq!(reads, 11 + 64 + 4 * 10, "each call read its key once");
+    assert_eq!(stat(&mut admin, "keyspace_misses").await, 10 + 4 * 10);
 }
 
 /// Lookups of many keys at once, some stored and some not, each get their own key's value,
@@ -443,11 +455,12 @@ async fn a_namespace_clear_reads_its_index_not_the_keyspace() {
         "no SCAN of the keyspace"
     );
     let left: Vec<String> = keys(&mut admin, "cache:catalog*").await;
-    assert!(left.is_empty(), "entries and index are gone: {left:?}");
+    // The namespace's fence, which the clear moved, stays.
+    assert_eq!(left, ["cache:catalog::fence"], "entries and index are gone");
     assert_eq!(clear_cache(Scope::namespace("catalog")).await.unwrap(), 0);
     let size: u64 = redis::cmd("DBSIZE").query_async(&mut admin).await.unwrap();
-    // 20,000 others, the users entry and its index, the namespace-less entry.
-    assert_eq!(size, 20_003);
+    // 20,000 others, the users entry and its index, the namespace-less entry, the fence.
+    assert_eq!(size, 20_004);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -635,8 +648,8 @@ async fn a_namespace_clear_removes_what_the_crate_wrote_and_leaves_foreign_keys(
     assert_eq!(clear_cache(Scope::namespace("catalog")).await.unwrap(), 1);
     assert_eq!(
         keys(&mut admin, "cache:catalog*").await,
-        ["cache:catalog:written-elsewhere"]
+        ["cache:catalog::fence", "cache:catalog:written-elsewhere"]
     );
     assert_eq!(clear_cache(Scope::all()).await.unwrap(), 1);
-    assert!(keys(&mut admin, "cache:*").await.is_empty());
+    assert_eq!(keys(&mut admin, "cache:*").await, ["cache:::fence"]);
 }

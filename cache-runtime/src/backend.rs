@@ -7,6 +7,7 @@ use crate::circuit::Circuit;
 use crate::config::CacheConfig;
 use crate::counters::Counters;
 use crate::error::CacheError;
+use crate::fence::Era;
 use crate::flight::Flights;
 use crate::hot::{self, HotSet};
 use crate::keys::ScopeKind;
@@ -26,6 +27,9 @@ pub(crate) struct Backend {
     hot_sets: usize,
     pub(crate) flights: Flights,
     pub(crate) counters: Arc<Counters>,
+    /// Clears this process started on this cache: with the fence, what tells the flights of
+    /// misses apart (see [`Era`]).
+    clears: AtomicU64,
 }
 
 impl Backend {
@@ -49,6 +53,7 @@ impl Backend {
             hot_sets: hot::sets_for(config.hot_set),
             flights: Flights::default(),
             counters,
+            clears: AtomicU64::new(0),
         })
     }
 
@@ -75,7 +80,19 @@ impl Backend {
     }
 
     pub(crate) async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
+        self.clears.fetch_add(1, Ordering::SeqCst);
         self.store.clear(scope).await
+    }
+
+    /// The era of a miss of `key` beginning now, read before its body runs; without
+    /// `read_fence` (the store could not be asked just now), no fence: nothing is stored.
+    pub(crate) async fn era(&self, key: &str, read_fence: bool) -> Era {
+        let clears = self.clears.load(Ordering::SeqCst);
+        let fence = match read_fence {
+            true => self.store.fence(key).await,
+            false => None,
+        };
+        Era { fence, clears }
     }
 }
 

@@ -100,6 +100,11 @@ impl Cache {
     /// its index (time in proportion to the namespace, not to the database), and
     /// [`Scope::all`] is a `SCAN` of the prefix; nothing outside the prefix is touched.
     ///
+    /// An invalidation is final: once this returns `Ok`, no read that starts afterwards (in
+    /// this process, or in any other on the same Redis) returns a value computed before the
+    /// clear started. A miss that was running meanwhile does not store its result, and a call
+    /// that starts afterwards does not wait for it; it runs the body itself.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), cache_runtime::CacheError> {

@@ -1,11 +1,13 @@
 //! Single-flight: concurrent misses of one key in this process run the body once; the other
-//! callers wait for its encoded result.
+//! callers wait for its encoded result. A flight belongs to the fence its leader read: a call
+//! that read another fence (a clear happened in between) never joins it, and leads its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use crate::fence::Era;
 use crate::sync::lock;
 
 type Outcome = Option<Arc<[u8]>>;
@@ -13,7 +15,13 @@ type Outcome = Option<Arc<[u8]>>;
 /// The flights under way, by key. Touched on misses only, never on hits.
 #[derive(Default)]
 pub(crate) struct Flights {
-    running: Mutex<HashMap<Box<str>, watch::Receiver<Option<Outcome>>>>,
+    running: Mutex<HashMap<Box<str>, Flight>>,
+}
+
+/// A flight under way: the era of its leader's miss, and where its result lands.
+struct Flight {
+    era: Era,
+    rx: watch::Receiver<Option<Outcome>>,
 }
 
 pub(crate) enum Join<'a> {
@@ -32,14 +40,19 @@ pub(crate) struct Lead<'a> {
 }
 
 impl Flights {
-    pub(crate) fn join<'a>(&'a self, key: &'a str) -> Join<'a> {
+    /// Joins the flight of `key` in `era`, or starts one. A flight of another era began
+    /// before a clear that this call began after: this call leads a new flight, which later
+    /// calls join, while the old one's followers still get its result.
+    pub(crate) fn join<'a>(&'a self, key: &'a str, era: Era) -> Join<'a> {
         // Every operation on the map is a single insert or remove.
         let mut running = lock(&self.running);
-        if let Some(rx) = running.get(key) {
-            return Join::Follow(rx.clone());
+        if let Some(flight) = running.get(key) {
+            if flight.era == era {
+                return Join::Follow(flight.rx.clone());
+            }
         }
         let (tx, rx) = watch::channel(None);
-        running.insert(key.into(), rx);
+        running.insert(key.into(), Flight { era, rx });
         Join::Lead(Lead {
             flights: self,
             key,
@@ -61,7 +74,7 @@ impl Drop for Lead<'_> {
         let mut running = lock(&self.flights.running);
         if running
             .get(self.key)
-            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+            .is_some_and(|flight| flight.rx.same_channel(&self.tx.subscribe()))
         {
             running.remove(self.key);
         }
@@ -80,27 +93,33 @@ pub(crate) async fn follow(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fence::Fence;
+
+    const NONE: Era = Era {
+        fence: None,
+        clears: 0,
+    };
 
     #[tokio::test]
     async fn one_leads_the_others_follow_and_a_dropped_leader_frees_them() {
         let flights = Flights::default();
-        let Join::Lead(lead) = flights.join("k") else {
+        let Join::Lead(lead) = flights.join("k", NONE) else {
             panic!("first caller leads")
         };
-        let Join::Follow(rx) = flights.join("k") else {
+        let Join::Follow(rx) = flights.join("k", NONE) else {
             panic!("second caller follows")
         };
         lead.land(Some(Arc::from(&b"42"[..])));
         assert_eq!(follow(rx).await.as_deref(), Some(&b"42"[..]));
         assert!(
-            matches!(flights.join("k"), Join::Lead(_)),
+            matches!(flights.join("k", NONE), Join::Lead(_)),
             "landed flights are gone"
         );
 
-        let Join::Lead(lead) = flights.join("k") else {
+        let Join::Lead(lead) = flights.join("k", NONE) else {
             panic!()
         };
-        let Join::Follow(rx) = flights.join("k") else {
+        let Join::Follow(rx) = flights.join("k", NONE) else {
             panic!()
         };
         drop(lead);
@@ -109,5 +128,44 @@ mod tests {
             None,
             "an abandoned flight frees its followers"
         );
+    }
+
+    #[tokio::test]
+    async fn a_call_under_another_fence_leads_a_flight_of_its_own() {
+        let flights = Flights::default();
+        let before = Era {
+            fence: Some(Fence([0, 0])),
+            clears: 0,
+        };
+        let after = Era {
+            fence: Some(Fence([0, 1])),
+            ..before
+        };
+        let Join::Lead(old) = flights.join("k", before) else {
+            panic!("first caller leads")
+        };
+        let Join::Follow(old_follower) = flights.join("k", before) else {
+            panic!("same fence: follows")
+        };
+        let Join::Lead(new) = flights.join("k", after) else {
+            panic!("a clear in between: leads")
+        };
+        let Join::Follow(new_follower) = flights.join("k", after) else {
+            panic!("later calls join the new flight")
+        };
+        old.land(Some(Arc::from(&b"old"[..])));
+        assert_eq!(follow(old_follower).await.as_deref(), Some(&b"old"[..]));
+        assert!(
+            matches!(flights.join("k", after), Join::Follow(_)),
+            "the old leader's end leaves the new flight in place"
+        );
+        new.land(Some(Arc::from(&b"new"[..])));
+        assert_eq!(follow(new_follower).await.as_deref(), Some(&b"new"[..]));
+        // A local clear tells eras apart when the store cannot tell the fence.
+        let Join::Lead(_unknown) = flights.join("k", NONE) else {
+            panic!("leads")
+        };
+        let later = Era { clears: 1, ..NONE };
+        assert!(matches!(flights.join("k", later), Join::Lead(_)));
     }
 }

@@ -42,6 +42,7 @@ mod counters;
 mod default;
 mod enabled;
 mod error;
+mod fence;
 mod flight;
 mod hot;
 mod keys;

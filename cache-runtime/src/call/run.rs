@@ -18,6 +18,7 @@ use super::spec::Spec;
 use crate::codec;
 use crate::counters::Count;
 use crate::default::Lent;
+use crate::fence::Fence;
 use crate::flight::{self, Join, Lead};
 use crate::hot::{self, Probe, Seen};
 use crate::store::memory::Slot;
@@ -151,14 +152,15 @@ impl Keyed {
         }
     }
 
-    async fn store(&self, bytes: Arc<[u8]>) {
+    /// Stores `bytes` unless a clear moved `fence` since the miss read it.
+    async fn store(&self, bytes: Arc<[u8]>, fence: Fence) {
         if bytes.len() > self.backend.max_value_size {
             oversized(&self.key, bytes.len(), self.backend.max_value_size);
             return;
         }
         self.backend
             .store
-            .set(&self.key, bytes, self.spec.store_ttl())
+            .set(&self.key, bytes, self.spec.store_ttl(), fence)
             .await
     }
 
@@ -173,34 +175,44 @@ impl Keyed {
         let spec = self.spec;
         let stale_window = Duration::from_secs(spec.stale_if_error);
         let want_ttl = spec.wants_ttl();
-        let (store, stale) = match self.lookup::<O::Value>(want_ttl, reuse).await {
+        // Everything but a plain hit is boxed, like everything only a miss needs: a hit then
+        // moves and polls a small future.
+        match self.lookup::<O::Value>(want_ttl, reuse).await {
             Lookup::Hit(value, left) => {
                 // The store's TTL includes the stale window; what is left of the real TTL:
                 let fresh = left.map(|left| left.saturating_sub(stale_window));
                 match fresh {
-                    Some(Duration::ZERO) if spec.stale_if_error > 0 => (true, Some(value)),
+                    Some(Duration::ZERO) if spec.stale_if_error > 0 => {
+                        Box::pin(self.miss(true, body, Some(value))).await
+                    }
                     Some(fresh)
                         if spec.refresh > 0 && fresh <= Duration::from_secs(spec.refresh) =>
                     {
-                        // Near expiry: one caller recomputes, the others keep the copy.
-                        match self.backend.flights.join(&self.key) {
-                            Join::Lead(lead) => {
-                                self.bump(Count::Refreshes);
-                                return Box::pin(self.compute(Some(lead), body, true, Some(value)))
-                                    .await;
-                            }
-                            Join::Follow(_) => return O::from_value(value),
-                        }
+                        Box::pin(self.refresh(value, body)).await
                     }
-                    _ => return O::from_value(value),
+                    _ => O::from_value(value),
                 }
             }
-            Lookup::Miss => (true, None),
-            Lookup::Unavailable => (false, None),
-        };
+            Lookup::Miss => Box::pin(self.miss(true, body, None)).await,
+            Lookup::Unavailable => Box::pin(self.miss(false, body, None)).await,
+        }
+    }
+
+    /// A miss (or an expired entry kept for `stale_if_error`): read the fence, then run the
+    /// body once per key and fence in this process, or wait for the run under way. With
+    /// `store` false (the store could not be asked), nothing is stored.
+    async fn miss<O: Outcome, B: FnOnce() -> F, F: Future<Output = O>>(
+        &self,
+        store: bool,
+        body: B,
+        stale: Option<O::Value>,
+    ) -> O {
+        // Read before the body runs: a clear from now on keeps this result out of the store,
+        // and makes the calls after it lead a flight of their own.
+        let era = self.backend.era(&self.key, store).await;
         let mut lead = None;
         for _ in 0..MAX_FOLLOWS {
-            match self.backend.flights.join(&self.key) {
+            match self.backend.flights.join(&self.key, era) {
                 Join::Lead(l) => {
                     lead = Some(l);
                     break;
@@ -215,21 +227,37 @@ impl Keyed {
                 }
             }
         }
-        // Boxed, like everything only a miss needs: a hit then moves and polls a small future.
-        Box::pin(self.compute(lead, body, store, stale)).await
+        self.compute(lead, body, era.fence, stale).await
     }
 
-    /// Runs the body (under the cross-process lock, when asked for), stores and shares its
-    /// result; with a stale copy, a failing body (an `Err`, a panic) gets the copy instead.
+    /// A hit near expiry (`refresh`): one caller recomputes, the others keep the copy.
+    async fn refresh<O: Outcome, B: FnOnce() -> F, F: Future<Output = O>>(
+        &self,
+        value: O::Value,
+        body: B,
+    ) -> O {
+        let era = self.backend.era(&self.key, true).await;
+        match self.backend.flights.join(&self.key, era) {
+            Join::Lead(lead) => {
+                self.bump(Count::Refreshes);
+                self.compute(Some(lead), body, era.fence, Some(value)).await
+            }
+            Join::Follow(_) => O::from_value(value),
+        }
+    }
+
+    /// Runs the body (under the cross-process lock, when asked for), stores its result under
+    /// `fence` (none: not stored) and shares it; with a stale copy, a failing body (an `Err`,
+    /// a panic) gets the copy instead.
     async fn compute<O: Outcome, B: FnOnce() -> F, F: Future<Output = O>>(
         &self,
         lead: Option<Lead<'_>>,
         body: B,
-        store: bool,
+        fence: Option<Fence>,
         stale: Option<O::Value>,
     ) -> O {
         let mut lock = None;
-        if store && self.spec.lock {
+        if fence.is_some() && self.spec.lock {
             match self.backend.store.lock(&self.key).await {
                 Locked::Acquired(token) => {
                     lock = Some(LockGuard::new(
@@ -273,8 +301,8 @@ impl Keyed {
             },
         };
         let bytes = outcome.cacheable().and_then(|value| self.encode(value));
-        if let (true, Some(bytes)) = (store, &bytes) {
-            self.store(Arc::clone(bytes)).await;
+        if let (Some(fence), Some(bytes)) = (fence, &bytes) {
+            self.store(Arc::clone(bytes), fence).await;
         }
         if let Some(lock) = lock {
             lock.release().await;

@@ -7,7 +7,10 @@
 //! {prefix}:{namespace}:{key}                  an entry (namespace empty without one)
 //! {prefix}:{namespace}                        the namespace's index (a sorted set)
 //! {prefix}:{namespace}::lock:{key}            the cross-process lock of an entry
-//! {prefix}:{namespace}::clearing:{16 hex}     an index renamed away by a clear
+//! {prefix}:{namespace}::clearing              index members clears are removing
+//! {prefix}:{namespace}::fence                 the namespace's fence (moved by its clears)
+//! {prefix}:::fence                            the fence of everything (and of keys without
+//!                                             a namespace)
 //! {prefix}:invalidate                         the near-cache invalidation channel
 //! ```
 //!
@@ -143,10 +146,59 @@ pub(crate) fn lock_of(prefix: &str, key: &str) -> String {
     format!("{}:lock:{}", &key[..head], &key[head..])
 }
 
-/// Where a clear renames a namespace's index while it removes its entries:
-/// `{prefix}:{namespace}::clearing:{nonce as 16 hex digits}`.
-pub(crate) fn clearing(prefix: &str, namespace: &str, nonce: u64) -> String {
-    format!("{prefix}:{namespace}::clearing:{nonce:016x}")
+/// Where the clears of a namespace move its index's members while they remove the entries:
+/// `{prefix}:{namespace}::clearing`. One per namespace, so that a clear that finds another
+/// under way removes that one's members too before it returns.
+pub(crate) fn clearing(prefix: &str, namespace: &str) -> String {
+    format!("{prefix}:{namespace}::clearing")
+}
+
+/// The fence of `namespace`, which its clears move: `{prefix}:{namespace}::fence`. The fence
+/// of the empty namespace, `{prefix}:::fence`, is the fence of everything: full clears move
+/// it, and clears of keys without a namespace.
+pub(crate) fn fence(prefix: &str, namespace: &str) -> String {
+    format!("{prefix}:{namespace}::fence")
+}
+
+/// The namespace of the entry `key` (empty for an entry without one, or a key that is not
+/// under `prefix`).
+pub(crate) fn namespace_of<'k>(prefix: &str, key: &'k str) -> &'k str {
+    key.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .and_then(|rest| rest.split_once(':'))
+        .map_or("", |(namespace, _)| namespace)
+}
+
+/// What a key under the prefix is, as a full clear sorts what its `SCAN` finds.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Kind<'k> {
+    /// An entry: removed.
+    Entry,
+    /// The index (`{prefix}:{ns}`) or the clearing set (`{prefix}:{ns}::clearing`) of a
+    /// namespace: its members are removed, as a namespace clear does.
+    Members(&'k str),
+    /// The fence of everything: kept, since the clear just moved it.
+    FenceOfAll,
+    /// Anything else of the crate's (a namespace's fence, a lock, a leftover): removed.
+    Own,
+}
+
+/// What `key` (under `prefix`) is.
+pub(crate) fn kind<'k>(prefix: &str, key: &'k str) -> Kind<'k> {
+    if is_entry(prefix.as_bytes(), key.as_bytes()) {
+        return Kind::Entry;
+    }
+    let Some(rest) = key.strip_prefix(prefix).and_then(|r| r.strip_prefix(':')) else {
+        return Kind::Own;
+    };
+    if rest == "::fence" {
+        return Kind::FenceOfAll;
+    }
+    match rest.split_once(':') {
+        None => Kind::Members(rest),
+        Some((ns, ":clearing")) => Kind::Members(ns),
+        Some(_) => Kind::Own,
+    }
 }
 
 /// The channel every invalidation of entries under `prefix` is published on.
@@ -212,11 +264,32 @@ mod tests {
             "cache:users::lock:f:abc"
         );
         assert_eq!(lock_of("cache", "cache::m::f:abc"), "cache:::lock:m::f:abc");
-        assert_eq!(
-            clearing("cache", "users", 0xab),
-            "cache:users::clearing:00000000000000ab"
-        );
+        assert_eq!(clearing("cache", "users"), "cache:users::clearing");
         assert_eq!(channel("cache"), "cache:invalidate");
+        assert_eq!(fence("cache", "users"), "cache:users::fence");
+        assert_eq!(fence("cache", ""), "cache:::fence");
+        assert!(!is_entry(b"cache", b"cache:users::fence"));
+        assert!(!is_entry(b"cache", b"cache:::fence"));
+        assert!(
+            is_entry(b"cache", b"cache:users:fence"),
+            "an entry with key `fence`"
+        );
+        assert_eq!(kind("cache", "cache:users:k"), Kind::Entry);
+        assert_eq!(kind("cache", "cache:users"), Kind::Members("users"));
+        assert_eq!(
+            kind("cache", "cache:users::clearing"),
+            Kind::Members("users")
+        );
+        assert_eq!(kind("cache", "cache:::fence"), Kind::FenceOfAll);
+        assert_eq!(kind("cache", "cache:users::fence"), Kind::Own);
+        assert_eq!(kind("cache", "cache:users::lock:k"), Kind::Own);
+        assert_eq!(
+            kind("cache", "cache:users::clearing:00000000000000ab"),
+            Kind::Own
+        );
+        assert_eq!(namespace_of("cache", "cache:users:f:abc"), "users");
+        assert_eq!(namespace_of("cache", "cache::f:abc"), "");
+        assert_eq!(namespace_of("a:b", "a:b:ns:k"), "ns");
         let key = ScopeKind::Key {
             namespace: "catalog".into(),
             key: "product_123".into(),

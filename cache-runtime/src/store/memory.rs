@@ -11,6 +11,7 @@ use moka::Expiry;
 
 use super::{Fetch, Held, Store};
 use crate::error::CacheError;
+use crate::fence::{Fence, Fences, Raise};
 use crate::hot::Epochs;
 use crate::keys::{self, ScopeKind};
 
@@ -86,6 +87,8 @@ pub(crate) struct MemoryStore {
     /// Moved by every change, after it is made: the threads' hot sets copy entries of this
     /// store and serve a copy only while its epochs stand still. (Boxed: 2 KB of stripes.)
     epochs: Box<Epochs>,
+    /// Moved by clears only, before they remove: a miss stores under the fence it read.
+    fences: Box<Fences>,
 }
 
 /// How many independent segments a store of `capacity` entries is split into. Every lookup
@@ -110,6 +113,7 @@ impl MemoryStore {
             prefix: prefix.into(),
             retired: AtomicBool::new(false),
             epochs: Box::new(Epochs::new()),
+            fences: Box::new(Fences::new()),
         }
     }
 
@@ -191,11 +195,22 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64) {
-        self.insert(key, value, Duration::from_secs(ttl_secs));
+    async fn fence(&self, key: &str) -> Option<Fence> {
+        Some(self.fences.now(keys::namespace_of(&self.prefix, key)))
+    }
+
+    async fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64, fence: Fence) {
+        let namespace = keys::namespace_of(&self.prefix, key);
+        self.fences.admit(fence, namespace, || {
+            self.insert(key, value, Duration::from_secs(ttl_secs))
+        });
     }
 
     async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
+        self.fences.raise(match scope {
+            ScopeKind::All => Raise::All,
+            ScopeKind::Namespace(ns) | ScopeKind::Key { namespace: ns, .. } => Raise::Namespace(ns),
+        });
         let (start, exact) = keys::scope_start(&self.prefix, scope);
         Ok(self.remove(&start, exact))
     }

@@ -17,6 +17,7 @@ use crate::circuit::Circuit;
 use crate::config::{CacheConfig, Target};
 use crate::counters::Counters;
 use crate::error::CacheError;
+use crate::fence::Fence;
 use crate::hot::Epochs;
 use crate::keys::ScopeKind;
 use memory::{MemoryStore, Slot};
@@ -77,10 +78,23 @@ pub(crate) trait Store: Send + Sync {
     /// The entry under `key`; with `want_ttl`, also the time it has left.
     fn get(&self, key: &str, want_ttl: bool) -> impl Future<Output = Fetch> + Send;
 
-    /// Stores `value` for `ttl_secs`; failures are logged and swallowed (fail-open).
-    fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64) -> impl Future<Output = ()> + Send;
+    /// The fence of `key` now, read by a miss before its body runs; `None` when it cannot be
+    /// read (the store is unreachable): the result is then not stored.
+    fn fence(&self, key: &str) -> impl Future<Output = Option<Fence>> + Send;
 
-    /// Removes entries; an explicit action, so errors are returned.
+    /// Stores `value` for `ttl_secs`, unless a clear moved `fence` (the fence the miss read
+    /// before its body ran): then nothing is stored. Failures are logged and swallowed
+    /// (fail-open).
+    fn set(
+        &self,
+        key: &str,
+        value: Arc<[u8]>,
+        ttl_secs: u64,
+        fence: Fence,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Removes entries; an explicit action, so errors are returned. It moves the fence of
+    /// `scope` before it removes anything, and has moved it when it returns `Ok`.
     fn clear(&self, scope: &ScopeKind) -> impl Future<Output = Result<u64, CacheError>> + Send;
 
     /// Tries to take the cross-process lock of `key`, for a function with `lock = true`.
@@ -178,8 +192,12 @@ impl Store for AnyStore {
         dispatch!(self, store => store.get(key, want_ttl).await)
     }
 
-    async fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64) {
-        dispatch!(self, store => store.set(key, value, ttl_secs).await)
+    async fn fence(&self, key: &str) -> Option<Fence> {
+        dispatch!(self, store => store.fence(key).await)
+    }
+
+    async fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64, fence: Fence) {
+        dispatch!(self, store => store.set(key, value, ttl_secs, fence).await)
     }
 
     async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {

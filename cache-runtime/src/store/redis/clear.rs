@@ -1,10 +1,14 @@
-//! Clearing on Redis: a key is one `UNLINK`; a namespace is read from its index, which is
-//! renamed away first, and its entries unlinked in batches; everything is a `SCAN MATCH` of
-//! the prefix. Every clear is then published on the invalidation channel.
+//! Clearing on Redis: first the fence of the scope moves (a miss that read the old one stores
+//! nothing from then on); then a key is one `UNLINK`; a namespace's entries are read from its
+//! index, moved to the namespace's clearing set, and unlinked in batches; everything is a
+//! `SCAN MATCH` of the prefix. Every clear is then published on the invalidation channel.
 
-use redis::RedisError;
+use std::collections::HashSet;
+use std::sync::LazyLock;
 
-use super::{errors, near, RedisStore};
+use redis::{RedisError, Script};
+
+use super::{commands, errors, near, RedisStore};
 use crate::error::CacheError;
 use crate::keys::{self, ScopeKind};
 use crate::throttle::throttled;
@@ -17,9 +21,40 @@ const SCAN_BATCH: usize = 1000;
 
 type Conn = deadpool_redis::Connection;
 
+/// Moves the members of the index `KEYS[1]` into the clearing set `KEYS[2]` and drops the
+/// index; the set keeps the index's expiry (or a later one). Returns the set's size.
+static MERGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  redis.call('ZUNIONSTORE', KEYS[2], 2, KEYS[2], KEYS[1])
+  redis.call('DEL', KEYS[1])
+  if ttl > 0 then
+    redis.call('PEXPIRE', KEYS[2], ttl, 'NX')
+    redis.call('PEXPIRE', KEYS[2], ttl, 'GT')
+  end
+end
+return redis.call('ZCARD', KEYS[2])
+"#,
+    )
+});
+
 impl RedisStore {
     pub(super) async fn remove(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
         let mut conn = self.conns.checked_out().await?;
+        // The fence first: a miss that read the old one stores nothing from now on, and an
+        // entry it stored before is removed below.
+        let fenced = match scope {
+            ScopeKind::All => "",
+            ScopeKind::Namespace(ns) | ScopeKind::Key { namespace: ns, .. } => ns,
+        };
+        let _: () = redis::cmd("SET")
+            .arg(keys::fence(&self.prefix, fenced))
+            .arg(commands::new_fence())
+            .query_async(&mut *conn)
+            .await
+            .map_err(errors::command)?;
         let (start, exact) = keys::scope_start(&self.prefix, scope);
         let removed = match scope {
             ScopeKind::Key { .. } => redis::cmd("UNLINK")
@@ -53,34 +88,31 @@ impl RedisStore {
 
     async fn clear_namespace(&self, conn: &mut Conn, namespace: &str) -> Result<u64, CacheError> {
         let index = keys::index(&self.prefix, namespace);
-        // The index is renamed away first (it keeps its TTL): entries written from now on go
-        // to a new index and survive, as writes after the clear should; the old one is read
-        // in ranges and dropped whole, cheaper than removing its members one by one.
-        let clearing = keys::clearing(&self.prefix, namespace, crate::random::u64());
-        let renamed: Result<(), RedisError> = redis::cmd("RENAME")
-            .arg(&index)
-            .arg(&clearing)
-            .query_async(&mut **conn)
-            .await;
-        match renamed {
-            Ok(()) => {}
-            // No index: no entries.
-            Err(e) if errors::is_no_such_key(&e) => return Ok(0),
-            Err(e) => return Err(errors::command(e)),
-        }
+        let clearing = keys::clearing(&self.prefix, namespace);
+        // The index's members move to the namespace's clearing set, in one step: entries
+        // written from now on go to a new index and survive, as writes after the clear
+        // should. Clears of one namespace share the set, and each returns only once it is
+        // empty, so none returns while another still has entries of it to remove.
+        let _: u64 = MERGE
+            .key(&index)
+            .key(&clearing)
+            .invoke_async(&mut **conn)
+            .await
+            .map_err(errors::command)?;
         let mut removed = 0;
         let mut batch: Vec<Vec<u8>> = Vec::new();
-        let mut start = 0;
-        // Each round trip unlinks the batch read by the one before and reads the next.
+        // Each round trip removes the batch read by the one before and reads the next; the
+        // set shrinks by each batch, so the loop ends.
         loop {
             let mut pipe = redis::pipe();
             if !batch.is_empty() {
                 pipe.cmd("UNLINK").arg(&batch);
+                pipe.cmd("ZREM").arg(&clearing).arg(&batch).ignore();
             }
             pipe.cmd("ZRANGE")
                 .arg(&clearing)
-                .arg(start)
-                .arg(start + INDEX_BATCH - 1);
+                .arg(0)
+                .arg(INDEX_BATCH - 1);
             let next: Vec<Vec<u8>> = if batch.is_empty() {
                 let (next,): (Vec<Vec<u8>>,) = pipe
                     .query_async(&mut **conn)
@@ -95,27 +127,20 @@ impl RedisStore {
                 removed += unlinked;
                 next
             };
-            start += next.len();
             batch = next;
             if batch.is_empty() {
-                break;
+                return Ok(removed);
             }
         }
-        let _: u64 = redis::cmd("UNLINK")
-            .arg(&clearing)
-            .query_async(&mut **conn)
-            .await
-            .map_err(errors::command)?;
-        Ok(removed)
     }
 
     async fn clear_all(&self, conn: &mut Conn) -> Result<u64, CacheError> {
         let pattern = keys::all_pattern(&self.prefix);
-        let prefix = self.prefix.as_bytes();
         let mut cursor: u64 = 0;
         let mut removed = 0;
+        let mut namespaces: HashSet<String> = HashSet::new();
         loop {
-            let (next, found): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
@@ -124,27 +149,46 @@ impl RedisStore {
                 .query_async(&mut **conn)
                 .await
                 .map_err(errors::command)?;
-            let (entries, others): (Vec<_>, Vec<_>) =
-                found.into_iter().partition(|k| keys::is_entry(prefix, k));
-            if !entries.is_empty() {
-                let n: u64 = redis::cmd("UNLINK")
-                    .arg(&entries)
-                    .query_async(&mut **conn)
-                    .await
-                    .map_err(errors::command)?;
-                removed += n;
+            let mut entries = Vec::new();
+            let mut own = Vec::new();
+            for key in &found {
+                match keys::kind(&self.prefix, key) {
+                    keys::Kind::Entry => entries.push(key),
+                    // Cleared as a namespace clear does, so that a namespace clear running
+                    // meanwhile (which shares the clearing set) still finds its entries.
+                    keys::Kind::Members(ns) => {
+                        namespaces.insert(ns.to_owned());
+                    }
+                    // Kept: removing the fence this clear just moved would let a miss that
+                    // read it absent store again.
+                    keys::Kind::FenceOfAll => {}
+                    // A namespace's fence goes too: a miss read it together with the fence
+                    // of everything, which this clear moved.
+                    keys::Kind::Own => own.push(key),
+                }
             }
-            if !others.is_empty() {
-                let _: u64 = redis::cmd("UNLINK")
-                    .arg(&others)
-                    .query_async(&mut **conn)
-                    .await
-                    .map_err(errors::command)?;
-            }
+            removed += unlink(conn, &entries).await?;
+            unlink(conn, &own).await?;
             if next == 0 {
-                return Ok(removed);
+                break;
             }
             cursor = next;
         }
+        for ns in &namespaces {
+            removed += self.clear_namespace(conn, ns).await?;
+        }
+        Ok(removed)
     }
+}
+
+/// `UNLINK` of `keys` (none: no command); how many there were.
+async fn unlink(conn: &mut Conn, keys: &[&String]) -> Result<u64, CacheError> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    redis::cmd("UNLINK")
+        .arg(keys)
+        .query_async(&mut **conn)
+        .await
+        .map_err(errors::command)
 }

@@ -1,15 +1,18 @@
 //! What a cached call sends: the lookup (a near-cache copy, a `GET` or a share of an `MGET`,
-//! or `GET` + `PTTL` when the time left is wanted) and the write (`SET` with the namespace
-//! index and the near-cache invalidation, in one round trip).
+//! or `GET` + `PTTL` when the time left is wanted), the fence read of a miss (one `MGET`),
+//! and the write (a script: the fence checked, then `SET` with the namespace index and the
+//! near-cache invalidation, in one round trip).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::RedisError;
+use redis::{RedisError, Script};
 
 use super::batch::Failure;
 use super::{near, RedisStore};
 use crate::counters::Count;
+use crate::fence::Fence;
+use crate::keys;
 use crate::store::memory;
 use crate::store::{Fetch, Held};
 use crate::throttle::throttled;
@@ -91,7 +94,37 @@ impl RedisStore {
         }
     }
 
-    pub(super) async fn write(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64) {
+    /// The fence of `key`: the fence of everything and of its namespace, in one `MGET`.
+    pub(super) async fn read_fence(&self, key: &str) -> Option<Fence> {
+        let permit = self.conns.breaker.permit()?;
+        let Some(mut conn) = self.conns.shared().await else {
+            permit.failure();
+            return None;
+        };
+        let namespace = keys::namespace_of(&self.prefix, key);
+        let reply: Result<(Option<String>, Option<String>), RedisError> = redis::cmd("MGET")
+            .arg(keys::fence(&self.prefix, ""))
+            .arg(keys::fence(&self.prefix, namespace))
+            .query_async(&mut conn.conn)
+            .await;
+        conn.release();
+        match reply {
+            Ok((all, ns)) => {
+                permit.success();
+                // A fence this crate did not write is not one to store under.
+                Some(Fence([fence_value(all)?, fence_value(ns)?]))
+            }
+            Err(e) => {
+                permit.failure();
+                self.conns.failed("MGET fence", &e);
+                None
+            }
+        }
+    }
+
+    /// Stores `value` in one round trip, unless a clear moved `fence`: a script checks the
+    /// fences, then writes the value, its namespace index and the near-cache invalidation.
+    pub(super) async fn write(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64, fence: Fence) {
         let Some(permit) = self.conns.breaker.permit() else {
             return;
         };
@@ -99,28 +132,38 @@ impl RedisStore {
             permit.failure();
             return;
         };
-        // One round trip: the value, its namespace index, and the near-cache invalidation.
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(key)
+        let namespace = keys::namespace_of(&self.prefix, key);
+        let mut call = STORE.key(key);
+        call.key(keys::fence(&self.prefix, ""))
+            .key(keys::fence(&self.prefix, namespace))
+            .arg(fence_arg(fence.0[0]))
+            .arg(fence_arg(fence.0[1]))
             .arg(&*value)
-            .arg("EX")
-            .arg(ttl_secs)
-            .ignore();
-        self.index.on_write(&mut pipe, &self.prefix, key, ttl_secs);
-        if self.near.is_some() {
-            pipe.cmd("PUBLISH")
+            .arg(ttl_secs);
+        match &self.near {
+            Some(_) => call
                 .arg(&self.channel)
-                .arg(near::message(self.instance, key, true))
-                .ignore();
+                .arg(near::message(self.instance, key, true)),
+            None => call.arg("").arg(""),
+        };
+        if let Some(upkeep) = self.index.on_write(&self.prefix, key, ttl_secs) {
+            call.key(upkeep.index)
+                .arg(upkeep.score)
+                .arg(
+                    upkeep
+                        .trim_below
+                        .map_or_else(String::new, |below| below.to_string()),
+                )
+                .arg(upkeep.keep_secs);
         }
-        let reply = pipe.query_async::<()>(&mut conn.conn).await;
+        // Read before the write: an invalidation that arrives meanwhile keeps the copy out.
+        let epoch = self.near.as_ref().map(|near| near.epoch());
+        let reply: Result<u8, RedisError> = call.invoke_async(&mut conn.conn).await;
         conn.release();
         match reply {
-            Ok(()) => {
+            Ok(stored) => {
                 permit.success();
-                if let Some(near) = &self.near {
-                    let epoch = near.epoch();
+                if let (1, Some(near), Some(epoch)) = (stored, &self.near, epoch) {
                     near.insert(key, value, Duration::from_secs(ttl_secs), epoch);
                 }
             }
@@ -130,4 +173,50 @@ impl RedisStore {
             }
         }
     }
+}
+
+/// The write of a miss: `KEYS` = entry, fence of everything, fence of its namespace[, its
+/// namespace index]; `ARGV` = the two fences the miss read (`""`: none), value, TTL, channel
+/// and message (`""`: no near-cache)[, index score, trim bound (`""`: no trim), index TTL].
+/// Returns 1 if it stored, 0 if a clear moved a fence.
+static STORE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local function fence(k) return redis.call('GET', k) or '' end
+if fence(KEYS[2]) ~= ARGV[1] or fence(KEYS[3]) ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+if KEYS[4] then
+  redis.call('ZADD', KEYS[4], ARGV[7], KEYS[1])
+  if ARGV[8] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[8]) end
+  redis.call('EXPIRE', KEYS[4], ARGV[9], 'NX')
+  redis.call('EXPIRE', KEYS[4], ARGV[9], 'GT')
+end
+if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
+return 1
+"#,
+    )
+});
+
+/// A fence as this crate writes it: 16 hex digits of a non-zero number; absent is 0.
+/// `None` for anything else.
+fn fence_value(stored: Option<String>) -> Option<u64> {
+    match stored {
+        None => Some(0),
+        Some(text) if text.len() == 16 => u64::from_str_radix(&text, 16).ok().filter(|&v| v != 0),
+        Some(_) => None,
+    }
+}
+
+/// How a fence is compared in the script: `""` for absent.
+fn fence_arg(value: u64) -> String {
+    if value == 0 {
+        String::new()
+    } else {
+        format!("{value:016x}")
+    }
+}
+
+/// A new fence value, for a clear to write.
+pub(super) fn new_fence() -> String {
+    fence_arg(crate::random::u64() | 1)
 }

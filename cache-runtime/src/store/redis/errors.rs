@@ -58,12 +58,6 @@ pub(super) fn breaks_connection(e: &RedisError) -> bool {
             || e.is_unrecoverable_error())
 }
 
-/// Whether a `RENAME` failed because there was nothing to rename.
-pub(super) fn is_no_such_key(e: &RedisError) -> bool {
-    e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
-        && e.to_string().contains("no such key")
-}
-
 /// The URL without its password, for messages.
 pub(super) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -27,43 +27,41 @@ impl Index {
         }
     }
 
-    /// Adds to `pipe` what keeps the index of `key`'s namespace (if it has one) up to date
-    /// with a write of `ttl_secs`: all in the write's round trip.
-    pub(super) fn on_write(
+    /// What keeps the index of `key`'s namespace (if it has one) up to date with a write
+    /// of `ttl_secs`; the write's script applies it in the same round trip.
+    pub(super) fn on_write<'k>(
         &self,
-        pipe: &mut redis::Pipeline,
         prefix: &str,
-        key: &str,
+        key: &'k str,
         ttl_secs: u64,
-    ) {
-        let Some(index) = keys::index_of(prefix, key) else {
-            return;
-        };
+    ) -> Option<Upkeep<'k>> {
+        let index = keys::index_of(prefix, key)?;
         let now = wall_ms();
-        let keep = ttl_secs + self.grace_secs;
-        pipe.cmd("ZADD")
-            .arg(index)
-            .arg(now + ttl_secs * 1000)
-            .arg(key)
-            .ignore();
         // Members expired for a while are trimmed, so the index cannot grow without bound
         // when entries expire instead of being cleared. One write in TRIM_EVERY does it: the
         // index then holds at most about that many more dead members per namespace.
-        if self
+        let trim = self
             .writes
             .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(TRIM_EVERY)
-        {
-            pipe.cmd("ZREMRANGEBYSCORE")
-                .arg(index)
-                .arg("-inf")
-                .arg(now.saturating_sub(self.grace_secs * 1000))
-                .ignore();
-        }
-        // The index outlives its longest-lived entry and no more.
-        pipe.cmd("EXPIRE").arg(index).arg(keep).arg("NX").ignore();
-        pipe.cmd("EXPIRE").arg(index).arg(keep).arg("GT").ignore();
+            .is_multiple_of(TRIM_EVERY);
+        Some(Upkeep {
+            index,
+            score: now + ttl_secs * 1000,
+            trim_below: trim.then(|| now.saturating_sub(self.grace_secs * 1000)),
+            // The index outlives its longest-lived entry and no more.
+            keep_secs: ttl_secs + self.grace_secs,
+        })
     }
+}
+
+/// One write's change to its namespace's index: `ZADD index score key`, then (sometimes)
+/// `ZREMRANGEBYSCORE index -inf trim_below`, then `EXPIRE index keep_secs NX` and `.. GT`.
+pub(super) struct Upkeep<'k> {
+    pub(super) index: &'k str,
+    /// The entry's expiry, in Unix milliseconds.
+    pub(super) score: u64,
+    pub(super) trim_below: Option<u64>,
+    pub(super) keep_secs: u64,
 }
 
 /// Milliseconds since the Unix epoch, the score of an index member (its expiry).

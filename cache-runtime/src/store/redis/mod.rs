@@ -35,6 +35,7 @@ use crate::config::CacheConfig;
 use crate::counters::Counters;
 use crate::error::CacheError;
 use crate::error::ConfigError;
+use crate::fence::Fence;
 use crate::hot::Epochs;
 use crate::keys::{self, ScopeKind};
 
@@ -119,8 +120,12 @@ impl Store for RedisStore {
         self.lookup(key, want_ttl).await
     }
 
-    async fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64) {
-        self.write(key, value, ttl_secs).await
+    async fn fence(&self, key: &str) -> Option<Fence> {
+        self.read_fence(key).await
+    }
+
+    async fn set(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64, fence: Fence) {
+        self.write(key, value, ttl_secs, fence).await
     }
 
     async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {

@@ -5,12 +5,13 @@
 //! its copies of what another process changed. While the channel is down, messages may be lost,
 //! so the near-cache is flushed and switched off until it is subscribed again.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 
+use crate::fence::{Fence, Fences, Raise};
 use crate::hot::Epochs;
 use crate::keys;
 use crate::store::memory::{MemoryStore, Slot};
@@ -21,9 +22,9 @@ pub(super) struct Near {
     entries: MemoryStore,
     /// False while the invalidation channel is not subscribed: nothing is served or stored.
     live: AtomicBool,
-    /// Bumped by every invalidation received, so that a value read from Redis before an
-    /// invalidation arrived is not stored after it.
-    epoch: AtomicU64,
+    /// Moved by every invalidation (one fence for all copies), so that a value read from
+    /// Redis before an invalidation arrived is not kept after it.
+    fences: Fences,
     channel: String,
     /// The instance of the store this belongs to: its own messages are ignored.
     instance: u64,
@@ -41,7 +42,7 @@ impl Near {
         Self {
             entries: MemoryStore::new(prefix, capacity),
             live: AtomicBool::new(false),
-            epoch: AtomicU64::new(0),
+            fences: Fences::new(),
             channel: keys::channel(prefix),
             instance,
         }
@@ -61,25 +62,25 @@ impl Near {
         self.entries.epochs()
     }
 
-    pub(super) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    /// The fence a copy read from Redis from now on is stored under.
+    pub(super) fn epoch(&self) -> Fence {
+        self.fences.now("")
     }
 
-    /// Stores a copy for at most `ttl`, unless an invalidation arrived since `epoch`.
-    pub(super) fn insert(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration, epoch: u64) {
+    /// Stores a copy for at most `ttl`, unless an invalidation arrived since `epoch` was
+    /// read (before the value was): the copy and the invalidation exclude each other, so no
+    /// caller sees a copy an invalidation already dropped.
+    pub(super) fn insert(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration, epoch: Fence) {
         if ttl.is_zero() || !self.live.load(Ordering::Acquire) {
             return;
         }
-        self.entries.insert(key, bytes, ttl);
-        // An invalidation that raced with this insert wins.
-        if self.epoch() != epoch {
-            self.entries.remove(key, true);
-        }
+        self.fences
+            .admit(epoch, "", || self.entries.insert(key, bytes, ttl));
     }
 
     /// Drops this process's copies under `start` (the key itself, when `exact`).
     pub(super) fn forget(&self, start: &str, exact: bool) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.fences.raise(Raise::All);
         self.entries.remove(start, exact);
     }
 
@@ -107,14 +108,14 @@ impl Near {
 
     fn go_dark(&self) {
         self.live.store(false, Ordering::Release);
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.fences.raise(Raise::All);
         self.entries.flush();
     }
 
     fn go_live(&self) {
         // Whatever was published while we were not listening is lost: start empty.
         self.entries.flush();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.fences.raise(Raise::All);
         self.live.store(true, Ordering::Release);
     }
 }
