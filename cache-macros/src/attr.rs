@@ -231,7 +231,7 @@ fn parse_seconds(value: &Expr, argument: &str) -> syn::Result<u64> {
     }
 }
 
-fn string_literal(value: &Expr, argument: &str, example: &str) -> syn::Result<LitStr> {
+pub(crate) fn string_literal(value: &Expr, argument: &str, example: &str) -> syn::Result<LitStr> {
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
@@ -243,7 +243,7 @@ fn string_literal(value: &Expr, argument: &str, example: &str) -> syn::Result<Li
     }
 }
 
-fn parse_namespace(value: &Expr) -> syn::Result<String> {
+pub(crate) fn parse_namespace(value: &Expr) -> syn::Result<String> {
     let lit = string_literal(value, "namespace", "\"catalog\"")?;
     let namespace = lit.value();
     if namespace.is_empty() {

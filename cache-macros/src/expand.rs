@@ -13,8 +13,9 @@ use syn::{
 };
 
 use crate::attr::{CacheArgs, Key, Mode, DEFAULT_EXPIRE};
+use crate::web;
 
-const NOT_ASYNC_FN: &str = "`#[cache]` can only be applied to an `async fn`";
+pub(crate) const NOT_ASYNC_FN: &str = "`#[cache]` can only be applied to an `async fn`";
 
 /// The whole attribute: `attr` is what is inside `#[cache(...)]`, `item` the function.
 ///
@@ -41,12 +42,12 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
 /// A function whose body is kept as tokens: the body is moved, never inspected, so a syntax
 /// error in it is reported once, by the compiler, at its place.
 pub(crate) struct CachedFn {
-    outer_attrs: Vec<Attribute>,
-    vis: Visibility,
-    sig: Signature,
-    brace: token::Brace,
-    inner_attrs: Vec<Attribute>,
-    body: TokenStream,
+    pub(crate) outer_attrs: Vec<Attribute>,
+    pub(crate) vis: Visibility,
+    pub(crate) sig: Signature,
+    pub(crate) brace: token::Brace,
+    pub(crate) inner_attrs: Vec<Attribute>,
+    pub(crate) body: TokenStream,
 }
 
 impl Parse for CachedFn {
@@ -91,23 +92,30 @@ fn starts_fn(input: ParseStream<'_>) -> bool {
 
 /// One name the function binds: an argument, `self`, or a name bound by an argument pattern.
 /// Each unit is hashed into the key unless skipped.
-struct Unit {
-    name: Ident,
+pub(crate) struct Unit {
+    pub(crate) name: Ident,
     /// The expression given to `__private::arg` when hashing.
     hash: TokenStream,
     /// The expression given to `key_builder`.
     pass: TokenStream,
+    /// Left out of the key without being named in `skip` (axum's `State<_>`).
+    auto_skipped: bool,
 }
 
 impl Unit {
-    fn is(&self, name: &str) -> bool {
+    pub(crate) fn is(&self, name: &str) -> bool {
         self.name.unraw() == name
     }
 }
 
-fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
+pub(crate) fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
     let mut units = Vec::new();
     for input in &sig.inputs {
+        let extractor = match input {
+            FnArg::Typed(typed) if cfg!(feature = "axum") => web::extractor(&typed.ty),
+            _ => None,
+        };
+        let auto_skipped = matches!(extractor, Some(web::Extractor::State));
         match input {
             FnArg::Receiver(receiver) => {
                 let name = Ident::from(receiver.self_token);
@@ -123,7 +131,12 @@ fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
                     Some(true) => quote_spanned!(span=> &*#name),
                     None => quote_spanned!(span=> &#name),
                 };
-                units.push(Unit { name, hash, pass });
+                units.push(Unit {
+                    name,
+                    hash,
+                    pass,
+                    auto_skipped: false,
+                });
             }
             FnArg::Typed(typed) => match &*typed.pat {
                 Pat::Ident(PatIdent {
@@ -140,10 +153,15 @@ fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
                         Type::Reference(_) => quote!(#ident),
                         _ => quote_spanned!(span=> &#ident),
                     };
+                    let hash = match extractor {
+                        Some(web::Extractor::Wrapper) => web::inner_of(ident),
+                        _ => quote_spanned!(span=> &#ident),
+                    };
                     units.push(Unit {
                         name: ident.clone(),
-                        hash: quote_spanned!(span=> &#ident),
+                        hash,
                         pass,
+                        auto_skipped,
                     });
                 }
                 pat => {
@@ -162,6 +180,7 @@ fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
                             hash: quote_spanned!(span=> &#ident),
                             pass: quote_spanned!(span=> &#ident),
                             name: ident,
+                            auto_skipped,
                         });
                     }
                 }
@@ -206,7 +225,7 @@ impl<'ast> Visit<'ast> for ImplTrait<'ast> {
 }
 
 /// Removes the parentheses and invisible groups around a type.
-fn strip(mut ty: &Type) -> &Type {
+pub(crate) fn strip(mut ty: &Type) -> &Type {
     loop {
         match ty {
             Type::Paren(paren) => ty = &paren.elem,
@@ -236,23 +255,44 @@ pub(crate) fn detect_mode(output: &ReturnType) -> Mode {
     }
 }
 
+/// As in tracing-attributes: a return of the declared type, never taken, fixes the type of
+/// the async block so that `?` and `return` in the body infer as they did in the function.
+pub(crate) fn fake_return(ret_ty: &TokenStream, ret_span: Span) -> TokenStream {
+    quote_spanned! {ret_span=>
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::let_unit_value,
+            clippy::unreachable,
+            clippy::let_with_type_underscore,
+            clippy::empty_loop,
+            clippy::needless_return
+        )]
+        if false {
+            let __cache_fake_return: #ret_ty = ::core::unreachable!();
+            return __cache_fake_return;
+        }
+    }
+}
+
 /// Collects every error so that one compilation reports them all.
 #[derive(Default)]
-struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
-    fn push(&mut self, span: Span, message: impl std::fmt::Display) {
+    pub(crate) fn push(&mut self, span: Span, message: impl std::fmt::Display) {
         self.push_error(syn::Error::new(span, message));
     }
 
-    fn push_error(&mut self, error: syn::Error) {
+    pub(crate) fn push_error(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(errors) => errors.combine(error),
             None => self.0 = Some(error),
         }
     }
 
-    fn finish(self) -> syn::Result<()> {
+    pub(crate) fn finish(self) -> syn::Result<()> {
         self.0.map_or(Ok(()), Err)
     }
 }
@@ -286,9 +326,11 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
         }
     }
     let skipped = |unit: &Unit| {
-        args.skip
-            .iter()
-            .any(|name| unit.is(&name.unraw().to_string()))
+        unit.auto_skipped
+            || args
+                .skip
+                .iter()
+                .any(|name| unit.is(&name.unraw().to_string()))
     };
     let kept: Vec<&Unit> = units.iter().filter(|unit| !skipped(unit)).collect();
 
@@ -296,7 +338,12 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
         ReturnType::Type(_, ty) => {
             let mut impl_trait = ImplTrait::default();
             impl_trait.visit_type(ty);
-            if let Some(impl_trait) = impl_trait.0 {
+            let response = cfg!(feature = "axum")
+                .then(|| web::unstorable(ty))
+                .flatten();
+            if let Some(response) = response {
+                errors.push_error(response);
+            } else if let Some(impl_trait) = impl_trait.0 {
                 errors.push_error(syn::Error::new_spanned(
                     impl_trait,
                     "`#[cache]` cannot store an `impl Trait` return value; name a concrete type",
@@ -307,6 +354,14 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
         ReturnType::Default => (quote!(()), sig.ident.span()),
     };
     let mode = args.returns.unwrap_or_else(|| detect_mode(&sig.output));
+    // A web return type (`Json<T>`, `Result<Json<T>, E>`, ...) is stored by its inner value,
+    // unless `returns` says otherwise.
+    let web_shape = match &sig.output {
+        ReturnType::Type(_, ty) if cfg!(feature = "axum") && args.returns.is_none() => {
+            web::shape(ty)
+        }
+        _ => None,
+    };
 
     // With `cache = EXPR`, the `_in` entry points take the cache first. The expression is
     // evaluated (and its borrow ends) before the body moves the arguments.
@@ -429,24 +484,7 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
     let mode = Ident::new(mode.function_name(), ret_span);
     let mode = quote_spanned!(ret_span=> ::cache_runtime::__private::#mode);
 
-    // As in tracing-attributes: a return of the declared type, never taken, fixes the type of
-    // the async block so that `?` and `return` in the body infer as they did in the function.
-    let fake_return = quote_spanned! {ret_span=>
-        #[allow(
-            unknown_lints,
-            unreachable_code,
-            clippy::diverging_sub_expression,
-            clippy::let_unit_value,
-            clippy::unreachable,
-            clippy::let_with_type_underscore,
-            clippy::empty_loop,
-            clippy::needless_return
-        )]
-        if false {
-            let __cache_fake_return: #ret_ty = ::core::unreachable!();
-            return __cache_fake_return;
-        }
-    };
+    let fake_return = fake_return(&ret_ty, ret_span);
     let mut block = TokenStream::new();
     brace.surround(&mut block, |tokens| tokens.extend(body));
     // Spanned at the return type, so that a return type the runtime cannot store is reported
@@ -454,11 +492,20 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
     // The value type, for the runtime to keep decoded copies of types that can be cloned.
     // Spanned at the return type like the call, so that a value type the runtime cannot
     // store is still reported there and not at the attribute.
-    let value_ty = match resolved_mode {
-        Mode::Value => quote_spanned!(ret_span=> #ret_ty),
-        Mode::Result | Mode::Option => {
+    let value_ty = match (&web_shape, resolved_mode) {
+        (Some(shape), _) => {
+            quote_spanned!(ret_span=> <#shape as ::cache_runtime::__private::web::Shape>::Value)
+        }
+        (None, Mode::Value) => quote_spanned!(ret_span=> #ret_ty),
+        (None, Mode::Result | Mode::Option) => {
             quote_spanned!(ret_span=> <#ret_ty as ::cache_runtime::__private::Outcome>::Value)
         }
+    };
+    let mode = match &web_shape {
+        Some(shape) => {
+            quote_spanned!(ret_span=> ::cache_runtime::__private::web::shaped::<#shape, _, _>)
+        }
+        None => mode,
     };
     let reuse = quote_spanned! {ret_span=>
         {

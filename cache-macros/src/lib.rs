@@ -9,6 +9,8 @@ use proc_macro::TokenStream;
 
 mod attr;
 mod expand;
+mod invalidate;
+mod web;
 
 /// Caches the results of an `async fn`.
 ///
@@ -182,4 +184,41 @@ mod expand;
 #[proc_macro_attribute]
 pub fn cache(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::cache(attr.into(), item.into()).into()
+}
+
+/// Clears cached entries after a write succeeds.
+///
+/// Put it on the function that writes (a handler, a repository method): before its body runs,
+/// the fences of the targets move, so misses under way (which may have read the data before
+/// the write) store nothing and the body's own re-reads do not wait for them; after the body
+/// returns a success (`Ok`, `Some`, a 2xx status or response, or any other value), the
+/// targets are cleared. A body that fails, panics or is cancelled clears nothing. A clear that
+/// cannot run (Redis down) is logged and counted in `Stats::invalidation_failures`, and never
+/// turns the write's success into an error.
+///
+/// ```
+/// use cache_runtime::{cache, invalidate};
+///
+/// #[cache(namespace = "users", key = "user:{id}")]
+/// async fn user(id: u64) -> String { format!("user {id}") }
+///
+/// #[cache(namespace = "posts")]
+/// async fn posts(author: u64) -> Vec<String> { Vec::new() }
+///
+/// #[invalidate(namespace = "posts", key = "users:user:{id}")]
+/// async fn rename_user(id: u64, name: String) -> Result<(), String> {
+///     // ... write to the database ...
+///     Ok(())
+/// }
+/// ```
+///
+/// | argument | example | meaning |
+/// |---|---|---|
+/// | `namespace` | `namespace = "posts"`, `namespace = ["posts", "feed"]` | every entry of these namespaces |
+/// | `key` | `key = "users:user:{id}"` | the entry `key` of `namespace`, written `"namespace:key"` (`":key"` without a namespace); `{arg}` placeholders as in `#[cache]`'s `key`, checked at compile time |
+/// | `entry` | `entry = user(id)`, `entry = [user(id), posts(id)]` | the exact entry a `#[cache]` function stores for these arguments (in its own cache), however its key is made; the arguments are evaluated before the body, so pass copies |
+/// | `cache` | `cache = &state.cache` | the `Cache` whose `namespace`s and `key`s are cleared (default: the process default) |
+#[proc_macro_attribute]
+pub fn invalidate(attr: TokenStream, item: TokenStream) -> TokenStream {
+    invalidate::invalidate(attr.into(), item.into()).into()
 }

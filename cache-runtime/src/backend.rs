@@ -84,6 +84,12 @@ impl Backend {
         self.store.clear(scope).await
     }
 
+    /// Moves the fence of `scope`, removing nothing (see [`Store::raise`]).
+    pub(crate) async fn raise(&self, scope: &ScopeKind) -> Result<(), CacheError> {
+        self.clears.fetch_add(1, Ordering::SeqCst);
+        self.store.raise(scope).await
+    }
+
     /// The era of a miss of `key` beginning now, read before its body runs; without
     /// `read_fence` (the store could not be asked just now), no fence: nothing is stored.
     pub(crate) async fn era(&self, key: &str, read_fence: bool) -> Era {

@@ -25,9 +25,10 @@ pub(crate) enum Count {
     Refreshes,
     SkippedOpen,
     CircuitTrips,
+    InvalidationFailures,
 }
 
-pub(crate) const COUNTS: usize = 11;
+pub(crate) const COUNTS: usize = 12;
 
 /// Counts, each in one slot, on cache lines of their own.
 #[repr(align(128))]

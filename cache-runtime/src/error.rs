@@ -48,6 +48,10 @@ pub enum CacheError {
     /// Redis answered a command with an error.
     #[error("redis answered an error: {0}")]
     Server(#[source] Source),
+    /// [`evict`](crate::evict) was given a future that is not a call of a `#[cache]`
+    /// function (or whose arguments do not serialize).
+    #[error("not a call of a `#[cache]` function whose key can be made")]
+    NotCached,
     /// The cache was shut down (the last handle to it was dropped) while the operation ran.
     #[error("the cache was shut down")]
     Closed,

@@ -45,7 +45,9 @@ mod error;
 mod fence;
 mod flight;
 mod hot;
+mod invalidate;
 mod keys;
+mod probe;
 mod random;
 mod scope;
 mod spares;
@@ -53,17 +55,20 @@ mod stats;
 mod store;
 mod sync;
 mod throttle;
+#[cfg(feature = "axum")]
+mod web;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
 pub use cache::Cache;
-pub use cache_macros::cache;
+pub use cache_macros::{cache, invalidate};
 pub use circuit::Circuit;
 pub use config::CacheConfig;
 pub use default::{clear_cache, default_cache, init, set_default, stats};
 pub use enabled::{is_enabled, set_enabled};
 pub use error::{CacheError, ConfigError, Source};
+pub use probe::evict;
 pub use scope::Scope;
 pub use stats::Stats;

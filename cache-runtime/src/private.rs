@@ -5,4 +5,16 @@ pub use crate::call::{
     arg, hashed, hashed_in, hashed_typed, hashed_typed_in, keyed, keyed_in, option, result, value,
     CacheRef, Call, KeyPart, Outcome, Reusable, Reuse, ReuseByClone, ReuseNot, Spec, Start, Ticket,
 };
+pub use crate::invalidate::{
+    hashed_entry, keyed_entry, Begun, Check, Entry, Invalidation, Succeeds, SucceedsAlways,
+};
 pub use crate::keys::Arg;
+pub use crate::probe::entry_of;
+
+/// The response types of axum handlers (the `axum` feature).
+#[cfg(feature = "axum")]
+pub mod web {
+    pub use crate::web::shape::{
+        shaped, HtmlOf, JsonOf, OptionOf, PlainOf, ResultOf, Shape, StatusOf,
+    };
+}

@@ -25,6 +25,7 @@ impl<T> Spares<T> {
     }
 
     /// A spare of version `id`, if this thread has one.
+    #[inline]
     pub(crate) fn take(&self, id: u64) -> Option<T> {
         let (found, stale) = {
             let Ok(mut list) = self.list.try_borrow_mut() else {
@@ -46,6 +47,7 @@ impl<T> Spares<T> {
     /// Runs `f` on the newest spare, if it is of version `id`, without taking it out: a
     /// borrow writes nothing but the list's borrow flag. `f` is left in place when there is
     /// no such spare (or the list is busy: `f` may make another call that asks for it).
+    #[inline]
     pub(crate) fn peek<R>(&self, id: u64, f: &mut Option<impl FnOnce(&T) -> R>) -> Option<R> {
         let list = self.list.try_borrow().ok()?;
         match list.last() {
@@ -56,6 +58,7 @@ impl<T> Spares<T> {
 
     /// Keeps `value`, a copy of version `id`, for this thread's next call, unless `current`
     /// says it was replaced meanwhile or the list is full; then it is dropped.
+    #[inline]
     pub(crate) fn give(&self, id: u64, current: u64, value: T) {
         if id != current {
             return;

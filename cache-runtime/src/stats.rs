@@ -32,6 +32,9 @@ pub struct Stats {
     pub skipped_open: u64,
     /// How many times the circuit opened.
     pub circuit_trips: u64,
+    /// Clears of `#[invalidate]` that failed (the write still succeeded; the entries live
+    /// until their TTL).
+    pub invalidation_failures: u64,
     /// The circuit breaker of the cache's store now (of the default cache, for [`stats`](crate::stats)).
     pub circuit: Circuit,
     /// Whether caching is switched on (see [`set_enabled`](crate::set_enabled)).
@@ -53,6 +56,7 @@ pub(crate) fn snapshot(totals: [u64; COUNTS], circuit: Circuit) -> Stats {
         refreshes: total(Count::Refreshes),
         skipped_open: total(Count::SkippedOpen),
         circuit_trips: total(Count::CircuitTrips),
+        invalidation_failures: total(Count::InvalidationFailures),
         circuit,
         enabled: crate::enabled::is_enabled(),
     }

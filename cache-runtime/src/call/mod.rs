@@ -46,18 +46,35 @@ where
     B: FnOnce() -> F,
     F: Future<Output = T>,
 {
-    let call = match prepare(start.into(), reuse) {
-        Ok(value) => return Call::hot(value),
+    through(start.into(), reuse, body, Plain, |plain| plain.0)
+}
+
+/// Cache-aside for a body whose result is stored as the [`Outcome`] `O` it converts into
+/// (`into`) and back (`out`): a plain value, an axum response type.
+pub(crate) fn through<O, R, B, F>(
+    start: Start<O::Value>,
+    reuse: Option<Reuse<O::Value>>,
+    body: B,
+    into: fn(R) -> O,
+    out: fn(O) -> R,
+) -> Call<R, impl Future<Output = R>>
+where
+    O: Outcome,
+    B: FnOnce() -> F,
+    F: Future<Output = R>,
+{
+    let call = match prepare(start, reuse) {
+        Ok(value) => return Call::hot(out(O::from_value(value))),
         Err(call) => call,
     };
     Call::cold(async move {
         match call {
+            // A probe (`evict`) starts the call for its key only: the body never runs.
+            None if crate::probe::active() => std::future::pending().await,
             None => body().await,
-            Some(call) => {
-                call.run(reuse, move || async move { Plain(body().await) })
-                    .await
-                    .0
-            }
+            Some(call) => out(call
+                .run(reuse, move || async move { into(body().await) })
+                .await),
         }
     })
 }
@@ -107,6 +124,7 @@ where
     };
     Call::cold(async move {
         match call {
+            None if crate::probe::active() => std::future::pending().await,
             None => body().await,
             Some(call) => call.run(reuse, body).await,
         }

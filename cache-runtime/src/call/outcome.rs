@@ -8,8 +8,9 @@ use serde::Serialize;
 pub trait Outcome {
     /// What is stored: the plain value, `T` of `Result<T, E>`, `T` of `Option<T>`.
     type Value: Serialize + DeserializeOwned;
-    /// The part of the result to store, if any.
-    fn cacheable(&self) -> Option<&Self::Value>;
+    /// The part of the result to store, if any: the value, or something that serializes as
+    /// it does.
+    fn cacheable(&self) -> Option<impl Serialize + '_>;
     /// The result for a stored value.
     fn from_value(value: Self::Value) -> Self;
     /// Whether the body failed, so that a stale copy is better (`Err`).
@@ -23,7 +24,7 @@ pub(crate) struct Plain<T>(pub(crate) T);
 
 impl<T: Serialize + DeserializeOwned> Outcome for Plain<T> {
     type Value = T;
-    fn cacheable(&self) -> Option<&T> {
+    fn cacheable(&self) -> Option<impl Serialize + '_> {
         Some(&self.0)
     }
     fn from_value(value: T) -> Self {
@@ -33,7 +34,7 @@ impl<T: Serialize + DeserializeOwned> Outcome for Plain<T> {
 
 impl<T: Serialize + DeserializeOwned, E> Outcome for Result<T, E> {
     type Value = T;
-    fn cacheable(&self) -> Option<&T> {
+    fn cacheable(&self) -> Option<impl Serialize + '_> {
         self.as_ref().ok()
     }
     fn from_value(value: T) -> Self {
@@ -46,7 +47,7 @@ impl<T: Serialize + DeserializeOwned, E> Outcome for Result<T, E> {
 
 impl<T: Serialize + DeserializeOwned> Outcome for Option<T> {
     type Value = T;
-    fn cacheable(&self) -> Option<&T> {
+    fn cacheable(&self) -> Option<impl Serialize + '_> {
         self.as_ref()
     }
     fn from_value(value: T) -> Self {

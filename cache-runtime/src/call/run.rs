@@ -78,6 +78,7 @@ impl Keyed {
         Some(Probe::new(self.spec.id(), self.backend.id, ident))
     }
 
+    #[inline]
     fn bump(&self, count: Count) {
         self.backend.counters.bump(count);
     }
@@ -300,7 +301,7 @@ impl Keyed {
                 }
             },
         };
-        let bytes = outcome.cacheable().and_then(|value| self.encode(value));
+        let bytes = outcome.cacheable().and_then(|value| self.encode(&value));
         if let (Some(fence), Some(bytes)) = (fence, &bytes) {
             self.store(Arc::clone(bytes), fence).await;
         }

@@ -13,8 +13,11 @@ use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::counters::{bump_uncached, Count};
 use crate::default::{self, Lent};
+use crate::enabled;
 use crate::hot::{self, Probe};
+use crate::invalidate::{hashed_entry, inside_write_of, keyed_entry};
 use crate::keys::{self, Arg, Inline};
+use crate::probe;
 use crate::throttle::throttled;
 
 /// One call's key, or what it is made of.
@@ -76,7 +79,7 @@ impl<'a> CacheRef<'a> for Option<&'a Cache> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be hashed into a cache key: it does not implement `serde::Serialize`",
     label = "this argument is part of the cache key",
-    note = "leave it out of the key with `#[cache(skip = [name])]`, or derive `serde::Serialize` for it"
+    note = "hash it (derive `serde::Serialize` for it), leave it out of the key (`#[cache(skip = [the argument])]`), or build the key yourself (`key = \"...\"` or `key_builder = ...`)"
 )]
 pub trait KeyPart: Serialize {}
 
@@ -94,9 +97,15 @@ pub fn arg<T: KeyPart>(value: &T) -> Arg<'_> {
 /// arguments' JSON is written, so that a hit needs no ticket, no key and no reference of its
 /// own to the cache.
 pub fn hashed<T>(spec: &'static Spec, args: &[Arg<'_>], reuse: Option<Reuse<T>>) -> Start<T> {
-    if !crate::enabled::is_enabled() {
-        bump_uncached(Count::Bypassed);
-        return Start::Ticket(None);
+    if !enabled::usual() {
+        if probe::active() {
+            probe::record(hashed_entry(None::<&Cache>, spec, &[], args));
+            return Start::Ticket(None);
+        }
+        if !enabled::is_enabled() || inside_write_of(spec.namespace) {
+            bump_uncached(Count::Bypassed);
+            return Start::Ticket(None);
+        }
     }
     if !default::current_has_hot_sets() {
         return Start::Ticket(hashed_typed(spec, &[], args));
@@ -118,6 +127,16 @@ pub fn hashed_in<'c, T>(
     args: &[Arg<'_>],
     reuse: Option<Reuse<T>>,
 ) -> Start<T> {
+    if !enabled::usual() {
+        if probe::active() {
+            probe::record(hashed_entry(Some(cache), spec, &[], args));
+            return Start::Ticket(None);
+        }
+        if inside_write_of(spec.namespace) {
+            bump_uncached(Count::Bypassed);
+            return Start::Ticket(None);
+        }
+    }
     let Some(backend) = explicit(cache) else {
         return Start::Ticket(None);
     };
@@ -207,6 +226,16 @@ pub fn hashed_typed(
     types: &[&'static str],
     args: &[Arg<'_>],
 ) -> Option<Ticket> {
+    if !enabled::usual() {
+        if probe::active() {
+            probe::record(hashed_entry(None::<&Cache>, spec, types, args));
+            return None;
+        }
+        if inside_write_of(spec.namespace) {
+            bump_uncached(Count::Bypassed);
+            return None;
+        }
+    }
     make_hashed(current()?, spec, types, args)
 }
 
@@ -217,6 +246,16 @@ pub fn hashed_typed_in<'c>(
     types: &[&'static str],
     args: &[Arg<'_>],
 ) -> Option<Ticket> {
+    if !enabled::usual() {
+        if probe::active() {
+            probe::record(hashed_entry(Some(cache), spec, types, args));
+            return None;
+        }
+        if inside_write_of(spec.namespace) {
+            bump_uncached(Count::Bypassed);
+            return None;
+        }
+    }
     make_hashed(Lent::of(explicit(cache)?), spec, types, args)
 }
 
@@ -251,6 +290,16 @@ fn unhashable(spec: &Spec, e: &serde_json::Error) {
 /// The ticket of a call of the process default cache with a static key or a key builder's
 /// result.
 pub fn keyed(spec: &'static Spec, key: impl Display) -> Option<Ticket> {
+    if !enabled::usual() {
+        if probe::active() {
+            probe::record(keyed_entry(None::<&Cache>, spec, key));
+            return None;
+        }
+        if inside_write_of(spec.namespace) {
+            bump_uncached(Count::Bypassed);
+            return None;
+        }
+    }
     make_keyed(current()?, spec, key)
 }
 
@@ -260,6 +309,16 @@ pub fn keyed_in<'c>(
     spec: &'static Spec,
     key: impl Display,
 ) -> Option<Ticket> {
+    if !enabled::usual() {
+        if probe::active() {
+            probe::record(keyed_entry(Some(cache), spec, key));
+            return None;
+        }
+        if inside_write_of(spec.namespace) {
+            bump_uncached(Count::Bypassed);
+            return None;
+        }
+    }
     make_keyed(Lent::of(explicit(cache)?), spec, key)
 }
 
@@ -273,9 +332,7 @@ fn make_keyed(backend: Lent, spec: &'static Spec, key: impl Display) -> Option<T
 
 /// The process default cache, unless caching is off or there is none.
 fn current() -> Option<Lent> {
-    let backend = crate::enabled::is_enabled()
-        .then(default::current)
-        .flatten();
+    let backend = enabled::is_enabled().then(default::current).flatten();
     if backend.is_none() {
         bump_uncached(Count::Bypassed);
     }
@@ -289,7 +346,7 @@ fn explicit<'c>(cache: impl CacheRef<'c>) -> Option<&'c Arc<Backend>> {
         return None;
     };
     let backend = cache.backend();
-    if !crate::enabled::is_enabled() {
+    if !enabled::is_enabled() {
         backend.counters.bump(Count::Bypassed);
         return None;
     }

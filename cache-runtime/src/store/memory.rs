@@ -206,11 +206,16 @@ impl Store for MemoryStore {
         });
     }
 
-    async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
+    async fn raise(&self, scope: &ScopeKind) -> Result<(), CacheError> {
         self.fences.raise(match scope {
             ScopeKind::All => Raise::All,
             ScopeKind::Namespace(ns) | ScopeKind::Key { namespace: ns, .. } => Raise::Namespace(ns),
         });
+        Ok(())
+    }
+
+    async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
+        self.raise(scope).await?;
         let (start, exact) = keys::scope_start(&self.prefix, scope);
         Ok(self.remove(&start, exact))
     }

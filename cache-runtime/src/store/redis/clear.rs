@@ -41,20 +41,33 @@ return redis.call('ZCARD', KEYS[2])
 });
 
 impl RedisStore {
-    pub(super) async fn remove(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
-        let mut conn = self.conns.checked_out().await?;
-        // The fence first: a miss that read the old one stores nothing from now on, and an
-        // entry it stored before is removed below.
+    /// Moves the fence of `scope`: a miss that read the old one stores nothing from now on.
+    pub(super) async fn move_fence(
+        &self,
+        conn: &mut Conn,
+        scope: &ScopeKind,
+    ) -> Result<(), CacheError> {
         let fenced = match scope {
             ScopeKind::All => "",
             ScopeKind::Namespace(ns) | ScopeKind::Key { namespace: ns, .. } => ns,
         };
-        let _: () = redis::cmd("SET")
+        redis::cmd("SET")
             .arg(keys::fence(&self.prefix, fenced))
             .arg(commands::new_fence())
-            .query_async(&mut *conn)
+            .query_async(&mut **conn)
             .await
-            .map_err(errors::command)?;
+            .map_err(errors::command)
+    }
+
+    pub(super) async fn raise_fence(&self, scope: &ScopeKind) -> Result<(), CacheError> {
+        let mut conn = self.conns.checked_out().await?;
+        self.move_fence(&mut conn, scope).await
+    }
+
+    pub(super) async fn remove(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
+        let mut conn = self.conns.checked_out().await?;
+        // The fence first: an entry a miss stored under the old one is removed below.
+        self.move_fence(&mut conn, scope).await?;
         let (start, exact) = keys::scope_start(&self.prefix, scope);
         let removed = match scope {
             ScopeKind::Key { .. } => redis::cmd("UNLINK")

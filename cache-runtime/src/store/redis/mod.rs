@@ -21,6 +21,7 @@ mod index;
 mod lock;
 mod near;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,8 +117,8 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
-    async fn get(&self, key: &str, want_ttl: bool) -> Fetch {
-        self.lookup(key, want_ttl).await
+    fn get(&self, key: &str, want_ttl: bool) -> impl Future<Output = Fetch> + Send {
+        self.lookup(key, want_ttl)
     }
 
     async fn fence(&self, key: &str) -> Option<Fence> {
@@ -130,6 +131,10 @@ impl Store for RedisStore {
 
     async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
         self.remove(scope).await
+    }
+
+    async fn raise(&self, scope: &ScopeKind) -> Result<(), CacheError> {
+        self.raise_fence(scope).await
     }
 
     async fn lock(&self, key: &str) -> Locked {
