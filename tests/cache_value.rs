@@ -205,3 +205,60 @@ async fn a_dropped_cache_lets_calls_run_uncached() {
         "one read before, one for the new cache"
     );
 }
+
+#[cache(namespace = "ns_a", cache = cache, skip = [cache])]
+async fn in_a(cache: &Cache, id: u64) -> u64 {
+    let _ = cache;
+    id
+}
+
+#[cache(namespace = "ns_b", cache = cache, skip = [cache])]
+async fn in_b(cache: &Cache, id: u64) -> u64 {
+    id + 1
+}
+
+/// Each namespace's hits, misses and errors are counted apart, and the most requested keys
+/// are found by sampling (one call in 64 per thread), in bounded memory.
+#[tokio::test]
+async fn stats_per_namespace_and_the_most_requested_keys() {
+    let cache = Cache::new(CacheConfig::memory()).await.unwrap();
+    let other = Cache::new(CacheConfig::memory()).await.unwrap();
+    for round in 0..2_000u64 {
+        in_b(&cache, 7).await; // one hot key
+        in_b(&cache, 1_000 + round).await; // and 2,000 cold ones
+    }
+    in_b(&other, 7).await;
+    let stats = cache.stats();
+    let b = stats
+        .namespaces
+        .iter()
+        .find(|ns| ns.namespace == Some("ns_b"))
+        .expect("ns_b is counted");
+    assert_eq!((b.hits, b.misses, b.errors), (1_999, 2_001, 0), "{b:?}");
+    assert!((b.hit_rate() - 1_999.0 / 4_000.0).abs() < 1e-9);
+    assert!(
+        stats
+            .namespaces
+            .iter()
+            .all(|ns| ns.namespace != Some("ns_a")),
+        "a namespace never called is not listed: {:?}",
+        stats.namespaces
+    );
+    let (hot, count) = stats.top_keys.first().expect("a sampled key");
+    assert!(hot.starts_with("cache:ns_b:cache_value::in_b:"), "{hot}");
+    assert_eq!(
+        hot,
+        &format!("cache:ns_b:cache_value::in_b:{}", md5_of("[7]")),
+        "the hot key leads"
+    );
+    // About 2,000 requests, estimated from about 31 samples.
+    assert!((640..=6_400).contains(count), "{count}");
+    in_a(&other, 1).await;
+    // The other cache counted its own calls only.
+    assert_eq!(other.stats().misses, 2);
+}
+
+fn md5_of(text: &str) -> String {
+    use md5::Digest;
+    format!("{:x}", md5::Md5::digest(text.as_bytes()))
+}

@@ -1,6 +1,6 @@
 //! [`Backend`]: what every call of one [`Cache`](crate::Cache) works on.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::circuit::Circuit;
@@ -11,7 +11,9 @@ use crate::fence::Era;
 use crate::flight::Flights;
 use crate::hot::{self, HotSet};
 use crate::keys::ScopeKind;
+use crate::metrics::Latencies;
 use crate::store::{AnyStore, Store};
+use crate::top::TopKeys;
 
 /// One cache's store, with what its calls share: the key prefix, limits, the misses in
 /// flight, the counters, and the size of the hot sets in front of it.
@@ -27,6 +29,12 @@ pub(crate) struct Backend {
     hot_sets: usize,
     pub(crate) flights: Flights,
     pub(crate) counters: Arc<Counters>,
+    /// The most requested keys, sampled.
+    pub(crate) top: TopKeys,
+    /// Latencies of sampled calls, for the metrics.
+    pub(crate) latencies: Latencies,
+    /// Set when the last handle of the cache went: its metrics stop.
+    closed: AtomicBool,
     /// Clears this process started on this cache: with the fence, what tells the flights of
     /// misses apart (see [`Era`]).
     clears: AtomicU64,
@@ -53,6 +61,9 @@ impl Backend {
             hot_sets: hot::sets_for(config.hot_set),
             flights: Flights::default(),
             counters,
+            top: TopKeys::default(),
+            latencies: Latencies::default(),
+            closed: AtomicBool::new(false),
             clears: AtomicU64::new(0),
         })
     }
@@ -70,6 +81,16 @@ impl Backend {
         })
     }
 
+    /// Marks the cache shut down (its last handle went) and retires its store.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.store.retire();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Whether the store is remote (a hit on an in-process copy is a local hit).
     pub(crate) fn remote(&self) -> bool {
         self.store.remote()
@@ -82,6 +103,16 @@ impl Backend {
     pub(crate) async fn clear(&self, scope: &ScopeKind) -> Result<u64, CacheError> {
         self.clears.fetch_add(1, Ordering::SeqCst);
         self.store.clear(scope).await
+    }
+
+    /// Removes the entries of `namespace` matching `pattern` (see [`Store::clear_matching`]).
+    pub(crate) async fn clear_matching(
+        &self,
+        namespace: &str,
+        pattern: &str,
+    ) -> Result<u64, CacheError> {
+        self.clears.fetch_add(1, Ordering::SeqCst);
+        self.store.clear_matching(namespace, pattern).await
     }
 
     /// Moves the fence of `scope`, removing nothing (see [`Store::raise`]).

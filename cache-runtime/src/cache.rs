@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::config::CacheConfig;
 use crate::error::CacheError;
+use crate::metrics;
 use crate::scope::Scope;
 use crate::stats::{self, Stats};
 use crate::store::Store;
@@ -65,7 +66,7 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.backend.store.retire();
+        self.backend.close();
     }
 }
 
@@ -85,11 +86,15 @@ impl Cache {
     /// # }
     /// ```
     pub async fn new(config: CacheConfig) -> Result<Self, CacheError> {
-        let backend = Backend::open(&config).await?;
+        let backend = Arc::new(Backend::open(&config).await?);
+        if !config.metrics_interval.is_zero() {
+            tokio::spawn(metrics::publish_every(
+                Arc::downgrade(&backend),
+                config.metrics_interval,
+            ));
+        }
         Ok(Self {
-            handle: Arc::new(Handle {
-                backend: Arc::new(backend),
-            }),
+            handle: Arc::new(Handle { backend }),
         })
     }
 
@@ -120,10 +125,68 @@ impl Cache {
         self.backend().clear(scope.kind()).await
     }
 
+    /// A page of the entries of `namespace` whose key segment (after `{prefix}:{namespace}:`)
+    /// matches `pattern`, in which only `*` and `?` are wildcards, from `cursor` (0: the first
+    /// page), about `count` long; the page's `next_cursor` is 0 after the last. On Redis the
+    /// entries are found through the namespace's index, never by a scan of the keyspace.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::CacheError> {
+    /// use cache_runtime::{Cache, CacheConfig};
+    /// let cache = Cache::new(CacheConfig::memory()).await?;
+    /// let page = cache.keys("users", "user:*", 0, 100).await?;
+    /// assert!(page.keys.is_empty() && page.next_cursor == 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn keys(
+        &self,
+        namespace: &str,
+        pattern: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<KeysPage, CacheError> {
+        Scope::namespace(namespace).validate()?;
+        let page = self
+            .backend()
+            .store
+            .list(namespace, pattern, cursor, count)
+            .await?;
+        Ok(KeysPage {
+            keys: page.entries,
+            next_cursor: page.next,
+        })
+    }
+
+    /// Removes the entries of `namespace` whose key segment matches `pattern` (`*` and `?`
+    /// are wildcards), and returns how many there were. Like any clear it is final: the
+    /// namespace's misses under way store nothing.
+    pub async fn clear_matching(&self, namespace: &str, pattern: &str) -> Result<u64, CacheError> {
+        Scope::namespace(namespace).validate()?;
+        self.backend().clear_matching(namespace, pattern).await
+    }
+
+    /// How long the store takes to answer a `PING` (the memory store: no time).
+    pub async fn ping(&self) -> Result<std::time::Duration, CacheError> {
+        self.backend().store.ping().await
+    }
+
     /// The counters of this cache since it was made, and its circuit now.
     pub fn stats(&self) -> Stats {
         let backend = self.backend();
-        stats::snapshot(backend.counters.totals(), backend.circuit())
+        stats::snapshot(
+            backend.counters.totals(),
+            backend.circuit(),
+            backend.top.top(10),
+        )
+    }
+
+    /// Publishes this cache's counters and latency samples through the `metrics` facade now
+    /// (a task also does it every [`metrics_interval`](crate::CacheConfig::metrics_interval));
+    /// without a recorder installed, they go nowhere. See the crate's README for the names.
+    pub fn publish_metrics(&self) {
+        metrics::publish(self.backend());
     }
 
     /// The prefix every key of this cache starts with.
@@ -134,6 +197,16 @@ impl Cache {
     pub(crate) fn backend(&self) -> &Arc<Backend> {
         &self.handle.backend
     }
+}
+
+/// A page of entries; see [`Cache::keys`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeysPage {
+    /// Each entry's key and the time it has left (`None`: no expiry).
+    pub keys: Vec<(String, Option<std::time::Duration>)>,
+    /// Where the next page starts; 0 after the last.
+    pub next_cursor: u64,
 }
 
 impl fmt::Debug for Cache {

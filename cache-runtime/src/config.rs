@@ -43,6 +43,7 @@ pub struct CacheConfig {
     pub(crate) local_cache: Option<u64>,
     pub(crate) clock_skew: Duration,
     pub(crate) hot_set: usize,
+    pub(crate) metrics_interval: Duration,
 }
 
 impl CacheConfig {
@@ -62,6 +63,7 @@ impl CacheConfig {
             local_cache: None,
             clock_skew: Duration::from_secs(10),
             hot_set: 4_096,
+            metrics_interval: Duration::from_secs(1),
         }
     }
 
@@ -207,6 +209,15 @@ impl CacheConfig {
     /// ```
     pub fn hot_set(mut self, copies_per_thread: usize) -> Self {
         self.hot_set = copies_per_thread;
+        self
+    }
+
+    /// How often the cache publishes its counters and latencies through the `metrics` facade
+    /// (default 1 s; `Duration::ZERO`: only when
+    /// [`Cache::publish_metrics`](crate::Cache::publish_metrics) is called). Publishing reads
+    /// the counters; nothing is emitted on the call path.
+    pub fn metrics_interval(mut self, interval: Duration) -> Self {
+        self.metrics_interval = interval;
         self
     }
 

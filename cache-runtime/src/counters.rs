@@ -30,16 +30,89 @@ pub(crate) enum Count {
 
 pub(crate) const COUNTS: usize = 12;
 
+/// How many namespaces are counted apart; the last slot counts all the others.
+pub(crate) const NAMESPACES: usize = 64;
+/// What is counted per namespace, after the `COUNTS` and a tick.
+const PER_NAMESPACE: usize = 3;
+const TICK: usize = COUNTS;
+/// Every slot of a shard: the counts, the tick (calls counted for sampling), then hits,
+/// misses and errors of each namespace.
+pub(crate) const SLOTS: usize = COUNTS + 1 + PER_NAMESPACE * NAMESPACES;
+
+/// Every count of one cache (or of the process), slot by slot.
+pub(crate) type Totals = [u64; SLOTS];
+
+/// What is counted per namespace.
+#[derive(Clone, Copy)]
+pub(crate) enum NsCount {
+    Hits,
+    Misses,
+    Errors,
+}
+
+/// The slot of `count` of the namespace in slot `namespace`.
+pub(crate) fn ns_slot(namespace: usize, count: NsCount) -> usize {
+    COUNTS + 1 + namespace.min(NAMESPACES - 1) * PER_NAMESPACE + count as usize
+}
+
+/// The namespaces counted apart, in the order they were first counted (process-wide).
+static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+/// Where a function's namespace is counted: found once, then kept in its `Spec`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct NamespaceSlot(AtomicU64);
+
+impl NamespaceSlot {
+    /// Not looked up yet. (A `const`: each `Spec` made from it has a slot of its own.)
+    #[allow(clippy::declare_interior_mutable_const)]
+    pub const NEW: Self = NamespaceSlot(AtomicU64::new(0));
+
+    /// The slot of `namespace` (the same for every function of it).
+    #[inline]
+    pub(crate) fn of(&self, namespace: &'static str) -> usize {
+        match self.0.load(Ordering::Relaxed) {
+            0 => self.look_up(namespace),
+            kept => (kept - 1) as usize,
+        }
+    }
+
+    #[cold]
+    fn look_up(&self, namespace: &'static str) -> usize {
+        let mut names = lock(&NAMES);
+        let slot = match names.iter().position(|n| *n == namespace) {
+            Some(slot) => slot,
+            None if names.len() < NAMESPACES - 1 => {
+                names.push(namespace);
+                names.len() - 1
+            }
+            None => NAMESPACES - 1,
+        };
+        self.0.store(slot as u64 + 1, Ordering::Relaxed);
+        slot
+    }
+}
+
+/// The namespace counted in each slot, `None` for the slot of all the others.
+pub(crate) fn namespace_names() -> Vec<Option<&'static str>> {
+    let names = lock(&NAMES);
+    let mut all: Vec<Option<&'static str>> = names.iter().copied().map(Some).collect();
+    if names.len() == NAMESPACES - 1 {
+        all.push(None);
+    }
+    all
+}
+
 /// Counts, each in one slot, on cache lines of their own.
 #[repr(align(128))]
-struct Shard([AtomicU64; COUNTS]);
+struct Shard([AtomicU64; SLOTS]);
 
 impl Shard {
     const fn new() -> Self {
-        Shard([const { AtomicU64::new(0) }; COUNTS])
+        Shard([const { AtomicU64::new(0) }; SLOTS])
     }
 
-    fn add_to(&self, totals: &mut [u64; COUNTS]) {
+    fn add_to(&self, totals: &mut Totals) {
         for (total, counter) in totals.iter_mut().zip(&self.0) {
             *total += counter.load(Ordering::Relaxed);
         }
@@ -99,18 +172,44 @@ impl Counters {
 
     #[inline]
     pub(crate) fn bump(&self, count: Count) {
-        self.bump_all(&[count]);
+        self.bump_all(&[count as usize]);
     }
 
-    /// [`bump`](Self::bump) of two counts with one look at the thread's shard (a near-cache
-    /// hit is a hit and a local hit).
+    /// A hit of a function of the namespace in `namespace` (see [`NamespaceSlot`]), also a
+    /// local hit when `local`, with one look at the thread's shard. Returns the thread's tick,
+    /// which moves with every hit and miss: a caller samples one in so many.
     #[inline]
-    pub(crate) fn bump_both(&self, a: Count, b: Count) {
-        self.bump_all(&[a, b]);
+    pub(crate) fn hit(&self, namespace: usize, local: bool) -> u64 {
+        let ns = ns_slot(namespace, NsCount::Hits);
+        if local {
+            self.bump_all(&[Count::Hits as usize, Count::LocalHits as usize, ns, TICK])
+        } else {
+            self.bump_all(&[Count::Hits as usize, ns, TICK])
+        }
     }
 
+    /// A miss (also counted in `count`: a miss or a decode failure) of the namespace in
+    /// `namespace`; the tick, as [`hit`](Self::hit).
+    pub(crate) fn miss(&self, namespace: usize) -> u64 {
+        self.bump_all(&[
+            Count::Misses as usize,
+            ns_slot(namespace, NsCount::Misses),
+            TICK,
+        ])
+    }
+
+    /// A call of the namespace in `namespace` that could not ask the store.
+    pub(crate) fn unavailable(&self, namespace: usize) {
+        self.bump_all(&[
+            Count::Bypassed as usize,
+            ns_slot(namespace, NsCount::Errors),
+        ]);
+    }
+
+    /// Adds one to each slot; returns the last slot's new value.
     #[inline(always)]
-    fn bump_all(&self, counts: &[Count]) {
+    fn bump_all(&self, slots: &[usize]) -> u64 {
+        let mut last = 0;
         let counted = MINE.try_with(|mine| {
             let Ok(mut mine) = mine.try_borrow_mut() else {
                 return false;
@@ -121,19 +220,25 @@ impl Counters {
             let Some((_, shard)) = mine.last() else {
                 return false;
             };
-            for &count in counts {
+            for &slot in slots {
                 // Only this thread writes its shard, so no increment is lost between load
                 // and store.
-                let counter = &shard.0[count as usize];
-                counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                let Some(counter) = shard.0.get(slot) else {
+                    continue;
+                };
+                last = counter.load(Ordering::Relaxed) + 1;
+                counter.store(last, Ordering::Relaxed);
             }
             true
         });
         if counted != Ok(true) {
-            for &count in counts {
-                self.shared.0[count as usize].fetch_add(1, Ordering::Relaxed);
+            for &slot in slots {
+                if let Some(counter) = self.shared.0.get(slot) {
+                    last = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                }
             }
         }
+        last
     }
 
     /// Moves this thread's shard of these counters last in its list; claims a free shard or
@@ -165,8 +270,8 @@ impl Counters {
     }
 
     /// Every count, summed over the shards.
-    pub(crate) fn totals(&self) -> [u64; COUNTS] {
-        let mut totals = [0; COUNTS];
+    pub(crate) fn totals(&self) -> Totals {
+        let mut totals = [0; SLOTS];
         self.shared.add_to(&mut totals);
         for shard in lock(&self.shards).iter() {
             shard.add_to(&mut totals);
@@ -181,9 +286,9 @@ pub(crate) fn bump_uncached(count: Count) {
 }
 
 /// Every count of every cache this process has had, and of calls that found none.
-pub(crate) fn process_totals() -> [u64; COUNTS] {
+pub(crate) fn process_totals() -> Totals {
     let open = lock(&OPEN);
-    let mut totals = [0; COUNTS];
+    let mut totals = [0; SLOTS];
     CLOSED.add_to(&mut totals);
     NO_CACHE.add_to(&mut totals);
     for counters in open.iter() {
@@ -220,7 +325,8 @@ mod tests {
         std::thread::spawn(move || again.bump(Count::StaleServed))
             .join()
             .unwrap();
-        counters.bump_both(Count::StaleServed, Count::Hits);
+        counters.bump(Count::StaleServed);
+        counters.hit(0, true);
         assert_eq!(counters.totals()[Count::StaleServed as usize], 4_002);
         assert_eq!(counters.totals()[Count::Hits as usize], 1);
         assert!(

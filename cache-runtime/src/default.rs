@@ -126,7 +126,7 @@ pub async fn clear_cache(scope: Scope) -> Result<u64, CacheError> {
 /// ```
 pub fn stats() -> Stats {
     let circuit = current_arc().map_or(Circuit::Closed, |b| b.circuit());
-    stats::snapshot(counters::process_totals(), circuit)
+    stats::snapshot(counters::process_totals(), circuit, Vec::new())
 }
 
 /// A reference to a backend, lent to one call; a reference to the default is given back to

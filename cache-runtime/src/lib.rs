@@ -47,6 +47,7 @@ mod flight;
 mod hot;
 mod invalidate;
 mod keys;
+mod metrics;
 mod probe;
 mod random;
 mod scope;
@@ -55,14 +56,15 @@ mod stats;
 mod store;
 mod sync;
 mod throttle;
+mod top;
 #[cfg(feature = "axum")]
-mod web;
+pub mod web;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub use cache::Cache;
+pub use cache::{Cache, KeysPage};
 pub use cache_macros::{cache, invalidate};
 pub use circuit::Circuit;
 pub use config::CacheConfig;
@@ -71,4 +73,4 @@ pub use enabled::{is_enabled, set_enabled};
 pub use error::{CacheError, ConfigError, Source};
 pub use probe::evict;
 pub use scope::Scope;
-pub use stats::Stats;
+pub use stats::{NamespaceStats, Stats};

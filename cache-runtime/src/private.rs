@@ -5,6 +5,7 @@ pub use crate::call::{
     arg, hashed, hashed_in, hashed_typed, hashed_typed_in, keyed, keyed_in, option, result, value,
     CacheRef, Call, KeyPart, Outcome, Reusable, Reuse, ReuseByClone, ReuseNot, Spec, Start, Ticket,
 };
+pub use crate::counters::NamespaceSlot;
 pub use crate::invalidate::{
     hashed_entry, keyed_entry, Begun, Check, Entry, Invalidation, Succeeds, SucceedsAlways,
 };

@@ -1,11 +1,11 @@
 //! [`Stats`]: a snapshot of what a cache (or every cache of the process) did.
 
 use crate::circuit::Circuit;
-use crate::counters::{Count, COUNTS};
+use crate::counters::{self, ns_slot, Count, NsCount, Totals};
 
 /// A snapshot of counters: of one cache since it was made ([`Cache::stats`](crate::Cache::stats)),
 /// or of every cache of the process since it started ([`stats`](crate::stats)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Calls answered from the cache.
@@ -39,10 +39,45 @@ pub struct Stats {
     pub circuit: Circuit,
     /// Whether caching is switched on (see [`set_enabled`](crate::set_enabled)).
     pub enabled: bool,
+    /// Hits, misses and errors of each namespace that was called (`""`: functions without a
+    /// namespace), in the order they were first called. The first 63 namespaces of the
+    /// process are counted apart; any more are summed under `None`.
+    pub namespaces: Vec<NamespaceStats>,
+    /// The most requested keys (up to 10), most first, with an estimate of their requests:
+    /// one call in 64 per thread is sampled into a summary of 64 keys, so memory is bounded
+    /// whatever the number of keys, and a key asked for more than 1/64 of the time is always
+    /// there. Empty for [`stats`](crate::stats), which sums every cache.
+    pub top_keys: Vec<(String, u64)>,
+}
+
+/// What one namespace did; see [`Stats::namespaces`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct NamespaceStats {
+    /// The namespace; `None` for the namespaces beyond the 63 counted apart.
+    pub namespace: Option<&'static str>,
+    /// Calls answered from the cache.
+    pub hits: u64,
+    /// Calls that found nothing (or something undecodable) and ran the body.
+    pub misses: u64,
+    /// Calls that could not ask the store (unreachable, timed out, circuit open).
+    pub errors: u64,
+}
+
+impl NamespaceStats {
+    /// Hits among the calls that asked the store: `hits / (hits + misses)`, 0 before any.
+    pub fn hit_rate(&self) -> f64 {
+        let asked = self.hits + self.misses;
+        if asked == 0 {
+            0.0
+        } else {
+            self.hits as f64 / asked as f64
+        }
+    }
 }
 
 /// The [`Stats`] of `totals`.
-pub(crate) fn snapshot(totals: [u64; COUNTS], circuit: Circuit) -> Stats {
+pub(crate) fn snapshot(totals: Totals, circuit: Circuit, top_keys: Vec<(String, u64)>) -> Stats {
     let total = |count: Count| totals[count as usize];
     Stats {
         hits: total(Count::Hits),
@@ -59,5 +94,17 @@ pub(crate) fn snapshot(totals: [u64; COUNTS], circuit: Circuit) -> Stats {
         invalidation_failures: total(Count::InvalidationFailures),
         circuit,
         enabled: crate::enabled::is_enabled(),
+        namespaces: counters::namespace_names()
+            .into_iter()
+            .enumerate()
+            .map(|(slot, namespace)| NamespaceStats {
+                namespace,
+                hits: totals[ns_slot(slot, NsCount::Hits)],
+                misses: totals[ns_slot(slot, NsCount::Misses)],
+                errors: totals[ns_slot(slot, NsCount::Errors)],
+            })
+            .filter(|ns| ns.hits + ns.misses + ns.errors > 0)
+            .collect(),
+        top_keys,
     }
 }

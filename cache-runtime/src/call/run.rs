@@ -4,8 +4,9 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use serde::de::DeserializeOwned;
@@ -25,6 +26,7 @@ use crate::store::memory::Slot;
 use crate::store::{Fetch, Locked, Store};
 use crate::sync::lock;
 use crate::throttle::throttled;
+use crate::top::sampled;
 
 /// How many times a caller waits for other callers' runs of its key before it runs the body
 /// itself (each wait ends when that run lands, fails or is cancelled).
@@ -56,6 +58,10 @@ pub(crate) struct Keyed {
     key: String,
     spec: &'static Spec,
     ident: Ident,
+    /// When the call started (its key made), for the latency of sampled calls.
+    started: Instant,
+    /// Set when the call is a sampled miss: its latency is recorded when it ends.
+    sampled_miss: AtomicBool,
 }
 
 impl Keyed {
@@ -65,6 +71,8 @@ impl Keyed {
             key,
             spec,
             ident,
+            started: Instant::now(),
+            sampled_miss: AtomicBool::new(false),
         }
     }
 
@@ -83,6 +91,37 @@ impl Keyed {
         self.backend.counters.bump(count);
     }
 
+    /// Counts a hit (a miss, with `hit` false) of this call's namespace, and records its key
+    /// when the call is sampled.
+    #[inline]
+    fn count(&self, hit: bool) {
+        let ns = self.spec.namespace_slot();
+        let tick = match hit {
+            true => self.backend.counters.hit(ns, false),
+            false => self.backend.counters.miss(ns),
+        };
+        if sampled(tick) {
+            self.backend.top.record(|| self.key.clone());
+            match hit {
+                true => self
+                    .backend
+                    .latencies
+                    .record(ns, true, self.started.elapsed()),
+                false => self.sampled_miss.store(true, Ordering::Relaxed),
+            }
+        }
+    }
+
+    /// Records the latency of a sampled miss, once its body ran.
+    fn ended(&self) {
+        if self.sampled_miss.load(Ordering::Relaxed) {
+            let ns = self.spec.namespace_slot();
+            self.backend
+                .latencies
+                .record(ns, false, self.started.elapsed());
+        }
+    }
+
     async fn lookup<T: DeserializeOwned>(
         &self,
         want_ttl: bool,
@@ -99,14 +138,14 @@ impl Keyed {
                 let slot = reuse.zip(held.slot());
                 if let Some((reuse, slot)) = slot {
                     if let Some(value) = slot.decoded().and_then(reuse.fetch) {
-                        self.bump(Count::Hits);
+                        self.count(true);
                         self.fill_hot(slot, reuse, seen);
                         return Lookup::Hit(value, left);
                     }
                 }
                 match codec::decode(held.bytes()) {
                     Ok(value) => {
-                        self.bump(Count::Hits);
+                        self.count(true);
                         if let Some((reuse, slot)) = slot {
                             slot.keep((reuse.keep)(&value));
                             self.fill_hot(slot, reuse, seen);
@@ -115,18 +154,20 @@ impl Keyed {
                     }
                     Err(e) => {
                         self.bump(Count::DecodeFailures);
-                        self.bump(Count::Misses);
+                        self.count(false);
                         throttled!(warn, key = %self.key, "cached value does not decode, recomputing and overwriting it: {e}");
                         Lookup::Miss
                     }
                 }
             }
             Fetch::Miss => {
-                self.bump(Count::Misses);
+                self.count(false);
                 Lookup::Miss
             }
             Fetch::Unavailable => {
-                self.bump(Count::Bypassed);
+                self.backend
+                    .counters
+                    .unavailable(self.spec.namespace_slot());
                 Lookup::Unavailable
             }
         }
@@ -228,7 +269,9 @@ impl Keyed {
                 }
             }
         }
-        self.compute(lead, body, era.fence, stale).await
+        let outcome = self.compute(lead, body, era.fence, stale).await;
+        self.ended();
+        outcome
     }
 
     /// A hit near expiry (`refresh`): one caller recomputes, the others keep the copy.

@@ -1,5 +1,7 @@
 //! [`Spec`]: what a `#[cache]` attribute said, fixed at compile time.
 
+use crate::counters::NamespaceSlot;
+
 /// What the attribute said, fixed at compile time.
 #[derive(Debug)]
 pub struct Spec {
@@ -17,10 +19,14 @@ pub struct Spec {
     pub refresh: u64,
     /// A copy outlives the TTL by this many seconds and is served when the body fails.
     pub stale_if_error: u64,
+    /// Where the namespace is counted (found on the first call).
+    pub slot: NamespaceSlot,
 }
 
 impl Spec {
     /// What the attribute does not set.
+    // Each `static` built from it gets a slot of its own, which is the point.
+    #[allow(clippy::declare_interior_mutable_const)]
     pub const DEFAULT: Spec = Spec {
         function: "",
         namespace: "",
@@ -29,6 +35,7 @@ impl Spec {
         jitter: 0.0,
         refresh: 0,
         stale_if_error: 0,
+        slot: NamespaceSlot::NEW,
     };
 
     /// Whether a hit needs the time its entry has left.
@@ -44,6 +51,12 @@ impl Spec {
             0
         };
         (self.expire - cut.min(self.expire - 1)) + self.stale_if_error
+    }
+
+    /// The counters' slot of the namespace.
+    #[inline]
+    pub(crate) fn namespace_slot(&self) -> usize {
+        self.slot.of(self.namespace)
     }
 
     /// What tells functions apart in a hot set: the address of their `Spec`.

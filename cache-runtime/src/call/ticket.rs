@@ -19,6 +19,7 @@ use crate::invalidate::{hashed_entry, inside_write_of, keyed_entry};
 use crate::keys::{self, Arg, Inline};
 use crate::probe;
 use crate::throttle::throttled;
+use crate::top::sampled;
 
 /// One call's key, or what it is made of.
 pub struct Ticket {
@@ -209,7 +210,14 @@ fn ask<T>(
     }
     let hit = reuse.filter(|_| !spec.wants_ttl()).and_then(|reuse| {
         let probe = Probe::of_inline(spec.id(), backend.id, inline);
-        hot_hit(backend, &probe, reuse)
+        hot_hit(backend, spec, &probe, reuse, || {
+            keys::from_json(
+                &backend.prefix,
+                spec.namespace,
+                spec.function,
+                inline.as_slice(),
+            )
+        })
     });
     match hit {
         Some(value) => Asked::Hit(value),
@@ -355,13 +363,22 @@ fn explicit<'c>(cache: impl CacheRef<'c>) -> Option<&'c Arc<Backend>> {
 
 /// The value the hot set of this thread, in front of `backend`, keeps for `probe`, if it can
 /// be served.
-pub(super) fn hot_hit<T>(backend: &Backend, probe: &Probe<'_>, reuse: Reuse<T>) -> Option<T> {
+/// `key` makes the call's key, for the one hit in so many that is sampled (most requested
+/// keys).
+fn hot_hit<T>(
+    backend: &Backend,
+    spec: &'static Spec,
+    probe: &Probe<'_>,
+    reuse: Reuse<T>,
+    key: impl FnOnce() -> String,
+) -> Option<T> {
     let hot = backend.hot()?;
     let value = hot::get(probe, hot.epochs, reuse.fetch)?;
-    if backend.remote() {
-        backend.counters.bump_both(Count::Hits, Count::LocalHits);
-    } else {
-        backend.counters.bump(Count::Hits);
+    let tick = backend
+        .counters
+        .hit(spec.namespace_slot(), backend.remote());
+    if sampled(tick) {
+        backend.top.record(key);
     }
     Some(value)
 }
@@ -380,7 +397,7 @@ impl Ticket {
             // Hashing the key is left to backends with hot sets.
             TicketKey::Made(key, backend) => backend.hot().and_then(|_| {
                 let probe = Probe::new(self.spec.id(), backend.id, key.as_bytes());
-                hot_hit(backend, &probe, reuse)
+                hot_hit(backend, self.spec, &probe, reuse, || key.clone())
             }),
         }
     }

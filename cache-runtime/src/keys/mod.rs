@@ -220,6 +220,55 @@ pub(crate) fn all_pattern(prefix: &str) -> String {
     format!("{}:*", escape_glob(prefix))
 }
 
+/// The `MATCH` pattern of the entries of `namespace` whose key segment matches `pattern`, in
+/// which only `*` (any run) and `?` (any one character) are wildcards: every other glob
+/// character, of the prefix, the namespace and the pattern, is escaped, so the pattern can
+/// only ever match keys under `{prefix}:{namespace}:`.
+pub(crate) fn members_pattern(prefix: &str, namespace: &str, pattern: &str) -> String {
+    let mut out = format!("{}:{}:", escape_glob(prefix), escape_glob(namespace));
+    for c in pattern.chars() {
+        if matches!(c, '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters and `?` any one
+/// (the same as [`members_pattern`] asks of Redis).
+pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Iterative matching with one backtrack point: linear in practice, no recursion.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some('?') => {
+                pi += 1;
+                ti += 1;
+            }
+            Some(&c) if c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
 /// Escapes the glob characters of Redis `MATCH` patterns (`* ? [ ] \`).
 fn escape_glob(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len() + 8);
@@ -366,6 +415,25 @@ mod tests {
         assert!(k.starts_with("p:n:m::get<m::A,u32>:"), "{k}");
         let other = hashed("p", "n", "m::get", &["m::B", "u32"], &[Arg::new(&1)]).unwrap();
         assert_ne!(k, other);
+    }
+
+    #[test]
+    fn patterns_stay_inside_their_namespace() {
+        assert_eq!(
+            members_pattern("cache", "users", "user:*"),
+            "cache:users:user:*"
+        );
+        assert_eq!(
+            members_pattern("c*", "u?", "[a]\\"),
+            "c\\*:u\\?:\\[a\\]\\\\"
+        );
+        assert!(wildcard_match("user:*", "user:42"));
+        assert!(wildcard_match("u?er:*:x", "user:1:2:x"));
+        assert!(!wildcard_match("user:*", "admin:1"));
+        assert!(wildcard_match("*", ""));
+        assert!(!wildcard_match("?", ""));
+        assert!(wildcard_match("a*b*c", "axxbyyc"));
+        assert!(!wildcard_match("a*b*c", "axxbyy"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use moka::sync::SegmentedCache;
 use moka::Expiry;
 
-use super::{Fetch, Held, Store};
+use super::{Fetch, Held, Page, Store};
 use crate::error::CacheError;
 use crate::fence::{Fence, Fences, Raise};
 use crate::hot::Epochs;
@@ -168,6 +168,19 @@ impl MemoryStore {
         removed
     }
 
+    /// The keys of `namespace` whose key segment matches `pattern`.
+    fn matching(&self, namespace: &str, pattern: &str) -> Vec<Arc<str>> {
+        self.cache.run_pending_tasks();
+        let start = format!("{}:{namespace}:", self.prefix);
+        self.cache
+            .iter()
+            .filter_map(|(key, _)| {
+                let segment = key.strip_prefix(start.as_str())?;
+                keys::wildcard_match(pattern, segment).then(|| Arc::clone(&*key))
+            })
+            .collect()
+    }
+
     #[cfg(feature = "redis")]
     pub(crate) fn flush(&self) {
         self.cache.invalidate_all();
@@ -218,6 +231,39 @@ impl Store for MemoryStore {
         self.raise(scope).await?;
         let (start, exact) = keys::scope_start(&self.prefix, scope);
         Ok(self.remove(&start, exact))
+    }
+
+    async fn list(
+        &self,
+        namespace: &str,
+        pattern: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<Page, CacheError> {
+        let mut keys = self.matching(namespace, pattern);
+        keys.sort();
+        let start = usize::try_from(cursor)
+            .unwrap_or(usize::MAX)
+            .min(keys.len());
+        let end = start.saturating_add(count.max(1)).min(keys.len());
+        let entries = keys[start..end]
+            .iter()
+            .filter_map(|key| {
+                let slot = self.lookup(key)?;
+                Some((key.to_string(), left(slot.expires_at(), true)))
+            })
+            .collect();
+        let next = if end < keys.len() { end as u64 } else { 0 };
+        Ok(Page { entries, next })
+    }
+
+    async fn clear_matching(&self, namespace: &str, pattern: &str) -> Result<u64, CacheError> {
+        self.fences.raise(Raise::Namespace(namespace));
+        Ok(self
+            .matching(namespace, pattern)
+            .iter()
+            .map(|key| self.remove(key, true))
+            .sum())
     }
 
     /// The epochs the threads' hot sets check their copies of this store's entries against.

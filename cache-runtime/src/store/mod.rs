@@ -73,6 +73,15 @@ pub(crate) enum Locked {
     Skipped,
 }
 
+/// A page of entries of a namespace, for the admin API.
+#[derive(Debug, Default)]
+pub(crate) struct Page {
+    /// Each entry's key and the time it has left (`None`: no expiry).
+    pub(crate) entries: Vec<(String, Option<Duration>)>,
+    /// Where the next page starts; 0 after the last.
+    pub(crate) next: u64,
+}
+
 /// The operations of a store. Keys arrive complete (`{prefix}:{namespace}:{key}`).
 pub(crate) trait Store: Send + Sync {
     /// The entry under `key`; with `want_ttl`, also the time it has left.
@@ -101,6 +110,30 @@ pub(crate) trait Store: Send + Sync {
     /// store nothing, and later calls do not join their flights (an invalidation does this
     /// before its write runs, then clears after it succeeded).
     fn raise(&self, scope: &ScopeKind) -> impl Future<Output = Result<(), CacheError>> + Send;
+
+    /// A page of the entries of `namespace` whose key segment matches `pattern` (`*` and `?`
+    /// are wildcards), from `cursor` (0: the first page), about `count` long. Found through
+    /// the namespace's index on Redis, never a scan of the keyspace.
+    fn list(
+        &self,
+        namespace: &str,
+        pattern: &str,
+        cursor: u64,
+        count: usize,
+    ) -> impl Future<Output = Result<Page, CacheError>> + Send;
+
+    /// Removes the entries of `namespace` whose key segment matches `pattern`, after moving
+    /// the namespace's fence; how many there were.
+    fn clear_matching(
+        &self,
+        namespace: &str,
+        pattern: &str,
+    ) -> impl Future<Output = Result<u64, CacheError>> + Send;
+
+    /// How long the store takes to answer a `PING` (an in-process store: at once).
+    fn ping(&self) -> impl Future<Output = Result<Duration, CacheError>> + Send {
+        std::future::ready(Ok(Duration::ZERO))
+    }
 
     /// Tries to take the cross-process lock of `key`, for a function with `lock = true`.
     fn lock(&self, key: &str) -> impl Future<Output = Locked> + Send {
@@ -225,6 +258,24 @@ impl Store for AnyStore {
 
     async fn raise(&self, scope: &ScopeKind) -> Result<(), CacheError> {
         dispatch!(self, store => store.raise(scope).await)
+    }
+
+    async fn list(
+        &self,
+        namespace: &str,
+        pattern: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<Page, CacheError> {
+        dispatch!(self, store => store.list(namespace, pattern, cursor, count).await)
+    }
+
+    async fn clear_matching(&self, namespace: &str, pattern: &str) -> Result<u64, CacheError> {
+        dispatch!(self, store => store.clear_matching(namespace, pattern).await)
+    }
+
+    async fn ping(&self) -> Result<Duration, CacheError> {
+        dispatch!(self, store => store.ping().await)
     }
 
     async fn lock(&self, key: &str) -> Locked {

@@ -4,4 +4,7 @@
 //! `Json<T>`, `Html<T>`, `(StatusCode, _)` and `Result`/`Option` of those by what they carry:
 //! `Err`, `None` and a non-2xx status are not stored.
 
+mod admin;
 pub(crate) mod shape;
+
+pub use admin::{admin_router, bearer, Admin};

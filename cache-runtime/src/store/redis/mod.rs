@@ -8,6 +8,7 @@
 //! - [`index`]: the namespace indexes that make a namespace clear O(namespace);
 //! - [`lock`]: the cross-process lock of `lock = true`;
 //! - [`clear`]: removal by key, namespace and prefix;
+//! - [`pages`]: the admin API's listing, pattern clears and `PING`, through the indexes;
 //! - [`near`]: the near-cache and its invalidation channel;
 //! - [`errors`]: what a client error means, as a [`CacheError`].
 
@@ -20,6 +21,7 @@ mod errors;
 mod index;
 mod lock;
 mod near;
+mod pages;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use connection::Connections;
 use index::Index;
 use near::Near;
 
-use super::{Fetch, Locked, Store};
+use super::{Fetch, Locked, Page, Store};
 use crate::circuit::Circuit;
 use crate::config::CacheConfig;
 use crate::counters::Counters;
@@ -135,6 +137,24 @@ impl Store for RedisStore {
 
     async fn raise(&self, scope: &ScopeKind) -> Result<(), CacheError> {
         self.raise_fence(scope).await
+    }
+
+    async fn list(
+        &self,
+        namespace: &str,
+        pattern: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<Page, CacheError> {
+        self.list_index(namespace, pattern, cursor, count).await
+    }
+
+    async fn clear_matching(&self, namespace: &str, pattern: &str) -> Result<u64, CacheError> {
+        self.remove_matching(namespace, pattern).await
+    }
+
+    async fn ping(&self) -> Result<Duration, CacheError> {
+        self.ping_once().await
     }
 
     async fn lock(&self, key: &str) -> Locked {
