@@ -262,3 +262,75 @@ fn md5_of(text: &str) -> String {
     use md5::Digest;
     format!("{:x}", md5::Md5::digest(text.as_bytes()))
 }
+
+/// A token-bearing extractor that is not `Serialize`: its user goes into the key by a path.
+struct Auth {
+    user_id: u64,
+    #[allow(dead_code)]
+    raw_token: String,
+}
+
+static PAGES: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(namespace = "pages", key = "page:{auth.user_id}:{page}", cache = cache, skip = [cache])]
+async fn page_of(cache: &Cache, auth: &Auth, page: u32) -> String {
+    PAGES.fetch_add(1, Ordering::SeqCst);
+    format!("page {page} of {}", auth.user_id)
+}
+
+#[cache(namespace = "pages", key = "maybe:{auth.user_id}", cache = cache, skip = [cache])]
+async fn page_of_maybe(cache: &Cache, auth: Option<Auth>) -> String {
+    PAGES.fetch_add(1, Ordering::SeqCst);
+    auth.map_or("anonymous".into(), |a| format!("user {}", a.user_id))
+}
+
+/// `{arg.field}` placeholders key by a field of an argument, also through an `Option`.
+#[tokio::test]
+async fn keys_from_argument_fields() {
+    let cache = Cache::new(CacheConfig::memory()).await.unwrap();
+    let ann = Auth {
+        user_id: 1,
+        raw_token: "secret-a".into(),
+    };
+    let ann_again = Auth {
+        user_id: 1,
+        raw_token: "secret-b".into(),
+    };
+    let bob = Auth {
+        user_id: 2,
+        raw_token: "secret-c".into(),
+    };
+    let before = PAGES.load(Ordering::SeqCst);
+    assert_eq!(page_of(&cache, &ann, 3).await, "page 3 of 1");
+    assert_eq!(
+        page_of(&cache, &ann_again, 3).await,
+        "page 3 of 1",
+        "the same user: a hit"
+    );
+    assert_eq!(page_of(&cache, &bob, 3).await, "page 3 of 2");
+    assert_eq!(PAGES.load(Ordering::SeqCst) - before, 2);
+    let page = cache.keys("pages", "*", 0, 10).await.unwrap();
+    let mut keys: Vec<_> = page.keys.into_iter().map(|(k, _)| k).collect();
+    keys.sort();
+    assert_eq!(keys, ["cache:pages:page:1:3", "cache:pages:page:2:3"]);
+    assert_eq!(page_of_maybe(&cache, None).await, "anonymous");
+    assert_eq!(page_of_maybe(&cache, Some(bob)).await, "user 2");
+    assert!(
+        cache
+            .keys("pages", "maybe:-", 0, 10)
+            .await
+            .unwrap()
+            .keys
+            .len()
+            == 1
+    );
+    assert!(
+        cache
+            .keys("pages", "maybe:2", 0, 10)
+            .await
+            .unwrap()
+            .keys
+            .len()
+            == 1
+    );
+}

@@ -359,6 +359,49 @@ pub(crate) fn placeholders(template: &str) -> Result<Vec<String>, String> {
 const POSITIONAL: &str =
     "`key` placeholders must name an argument, like `{id}`; `{}`, `{0}` and `.*` are not supported";
 
+/// `template` with each `{arg.field}` placeholder renamed `{__cache_f0}`, `{__cache_f1}`, ...
+/// (`format_args!` takes names, not paths), and the paths in that order. The template has
+/// been checked by [`placeholders`].
+pub(crate) fn rename_paths(template: &str) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(template.len());
+    let mut paths: Vec<String> = Vec::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            }
+            '{' => {
+                let mut name = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c == ':' || c == '}' {
+                        break;
+                    }
+                    name.push(c);
+                    chars.next();
+                }
+                if name.contains('.') {
+                    let index = match paths.iter().position(|p| *p == name) {
+                        Some(index) => index,
+                        None => {
+                            paths.push(name);
+                            paths.len() - 1
+                        }
+                    };
+                    out.push_str(&format!("__cache_f{index}"));
+                } else {
+                    out.push_str(&name);
+                }
+            }
+            _ => {}
+        }
+    }
+    (out, paths)
+}
+
 /// The `name$` width and precision references of a format spec such as `>width$.prec$`.
 fn spec_references(spec: &str) -> Result<Vec<&str>, String> {
     if spec.contains(".*") {
@@ -386,14 +429,19 @@ fn check_placeholder_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.chars().all(|c| c.is_ascii_digit()) {
         return Err(POSITIONAL.into());
     }
-    if name == "self" {
+    if name == "self" || name.starts_with("self.") {
         return Err(
             "`key` cannot refer to `{self}`; use `key_builder` to build a key from `self`".into(),
         );
     }
-    let mut chars = name.chars();
+    // `{auth.user_id}`: a field of an argument (the fields may be tuple indexes).
+    let mut segments = name.split('.');
+    let root = segments.next().unwrap_or_default();
+    let fields_ok = segments
+        .all(|field| !field.is_empty() && field.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    let mut chars = root.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_alphabetic() || c == '_');
-    if !first_ok || !chars.all(|c| c.is_alphanumeric() || c == '_') {
+    if !first_ok || !chars.all(|c| c.is_alphanumeric() || c == '_') || !fields_ok {
         return Err(format!(
             "`key` placeholder `{{{name}}}` is not an argument name; placeholders look like \
              `{{id}}` or `{{id:>8}}`"
@@ -635,6 +683,19 @@ mod tests {
         );
         assert_eq!(placeholders("{x:$>8}").unwrap(), ["x"]);
         assert_eq!(placeholders("{_id}{été}").unwrap(), ["_id", "été"]);
+        assert_eq!(
+            placeholders("u:{auth.user_id}:{p.0:>3}").unwrap(),
+            ["auth.user_id", "p.0"]
+        );
+        assert!(placeholders("{auth.}").is_err());
+        assert!(placeholders("{self.id}").is_err());
+        assert_eq!(
+            rename_paths("u:{auth.user_id}:{{x}}:{p.0:>3}:{auth.user_id}:{id}"),
+            (
+                "u:{__cache_f0}:{{x}}:{__cache_f1:>3}:{__cache_f0}:{id}".to_owned(),
+                vec!["auth.user_id".to_owned(), "p.0".to_owned()]
+            )
+        );
         let positional =
             "`key` placeholders must name an argument, like `{id}`; `{}`, `{0}` and `.*` are not \
              supported";

@@ -8,8 +8,8 @@ use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned as _;
 use syn::visit::Visit;
 use syn::{
-    token, Abi, Attribute, Expr, FnArg, Ident, LitInt, Pat, PatIdent, PathArguments, ReturnType,
-    Signature, Token, Type, TypeImplTrait, Visibility,
+    token, Abi, Attribute, Expr, FnArg, Ident, LitInt, LitStr, Pat, PatIdent, PathArguments,
+    ReturnType, Signature, Token, Type, TypeImplTrait, Visibility,
 };
 
 use crate::attr::{CacheArgs, Key, Mode, DEFAULT_EXPIRE};
@@ -100,6 +100,8 @@ pub(crate) struct Unit {
     pass: TokenStream,
     /// Left out of the key without being named in `skip` (axum's `State<_>`).
     auto_skipped: bool,
+    /// An argument of type `Option<_>`: `{arg.field}` in a key reads through it.
+    optional: bool,
 }
 
 impl Unit {
@@ -136,6 +138,7 @@ pub(crate) fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
                     hash,
                     pass,
                     auto_skipped: false,
+                    optional: false,
                 });
             }
             FnArg::Typed(typed) => match &*typed.pat {
@@ -162,6 +165,10 @@ pub(crate) fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
                         hash,
                         pass,
                         auto_skipped,
+                        optional: detect_mode(&ReturnType::Type(
+                            Default::default(),
+                            typed.ty.clone(),
+                        )) == Mode::Option,
                     });
                 }
                 pat => {
@@ -181,6 +188,7 @@ pub(crate) fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
                             pass: quote_spanned!(span=> &#ident),
                             name: ident,
                             auto_skipped,
+                            optional: false,
                         });
                     }
                 }
@@ -253,6 +261,57 @@ pub(crate) fn detect_mode(output: &ReturnType) -> Mode {
         "Option" if generic => Mode::Option,
         _ => Mode::Value,
     }
+}
+
+/// The `format_args!` of a key template: the template with `{arg.field}` paths renamed, and
+/// the named arguments (`id = id`, `__cache_f0 = &auth.user_id`, through an `Option` argument
+/// `__cache_f0 = OrNone(auth.as_ref().map(..))`). Placeholders that name no argument, or a
+/// skipped one, are errors.
+pub(crate) fn template_args(
+    lit: &LitStr,
+    template: &str,
+    names: &[String],
+    units: &[Unit],
+    skipped: &dyn Fn(&Unit) -> bool,
+    errors: &mut Errors,
+) -> (LitStr, Vec<TokenStream>) {
+    let (renamed, paths) = crate::attr::rename_paths(template);
+    let mut named = Vec::new();
+    for name in names {
+        let mut segments = name.split('.');
+        let root = segments.next().unwrap_or_default();
+        match units.iter().find(|unit| unit.is(root)) {
+            None => errors.push(
+                lit.span(),
+                format!("`key` refers to `{{{name}}}`, but this function has no argument `{root}`"),
+            ),
+            Some(unit) if skipped(unit) => errors.push(
+                lit.span(),
+                format!("`key` refers to `{{{name}}}`, but `{root}` is listed in `skip`"),
+            ),
+            Some(unit) => {
+                let value = &unit.name;
+                let Some(index) = paths.iter().position(|path| path == name) else {
+                    let label = format_ident!("{}", name, span = lit.span());
+                    named.push(quote!(#label = #value));
+                    continue;
+                };
+                let label = format_ident!("__cache_f{}", index, span = lit.span());
+                let fields: Vec<syn::Member> = segments
+                    .filter_map(|field| syn::parse_str::<syn::Member>(field).ok())
+                    .collect();
+                let value = if unit.optional {
+                    quote!(::cache_runtime::__private::OrNone(
+                        #value.as_ref().map(|__cache_v| &__cache_v #(.#fields)*)
+                    ))
+                } else {
+                    quote!(&#value #(.#fields)*)
+                };
+                named.push(quote!(#label = #value));
+            }
+        }
+    }
+    (LitStr::new(&renamed, lit.span()), named)
 }
 
 /// As in tracing-attributes: a return of the declared type, never taken, fixes the type of
@@ -409,27 +468,8 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
             }
         }
         Some(Key::Template { lit, names }) => {
-            let mut named = Vec::new();
-            for name in names {
-                match units.iter().find(|unit| unit.is(name)) {
-                    None => errors.push(
-                        lit.span(),
-                        format!(
-                            "`key` refers to `{{{name}}}`, but this function has no argument \
-                             `{name}`"
-                        ),
-                    ),
-                    Some(unit) if skipped(unit) => errors.push(
-                        lit.span(),
-                        format!("`key` refers to `{{{name}}}`, but `{name}` is listed in `skip`"),
-                    ),
-                    Some(unit) => {
-                        let label = format_ident!("{}", name, span = lit.span());
-                        let value = &unit.name;
-                        named.push(quote!(#label = #value));
-                    }
-                }
-            }
+            let (lit, named) =
+                template_args(lit, &lit.value(), names, &units, &skipped, &mut errors);
             quote! {
                 let __cache_ticket = ::cache_runtime::__private::#keyed_fn(
                     #cache

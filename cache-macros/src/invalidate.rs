@@ -3,14 +3,14 @@
 //! body that succeeded.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt as _;
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned as _;
 use syn::{token, Expr, Ident, LitStr, ReturnType, Token};
 
 use crate::attr::{parse_namespace, placeholders, string_literal};
-use crate::expand::{fake_return, units, CachedFn, Errors, NOT_ASYNC_FN};
+use crate::expand::{fake_return, template_args, units, CachedFn, Errors, NOT_ASYNC_FN};
 
 /// The arguments of `#[invalidate(...)]`.
 #[derive(Default)]
@@ -148,24 +148,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
                 continue;
             }
         };
-        let mut named = Vec::new();
-        for name in names {
-            match units.iter().find(|unit| unit.is(&name)) {
-                None => errors.push(
-                    lit.span(),
-                    format!(
-                        "`key` refers to `{{{name}}}`, but this function has no argument \
-                         `{name}`"
-                    ),
-                ),
-                Some(unit) => {
-                    let label = format_ident!("{}", name, span = lit.span());
-                    let value = &unit.name;
-                    named.push(quote!(#label = #value));
-                }
-            }
-        }
-        let key = LitStr::new(key, lit.span());
+        let (key, named) = template_args(lit, key, &names, &units, &|_| false, &mut errors);
         targets.push(quote!(.key(#namespace, ::core::format_args!(#key #(, #named)*))));
     }
     for entry in &args.entries {

@@ -274,3 +274,16 @@ impl<T> SucceedsAlways for Check<'_, T> {
         true
     }
 }
+
+/// How a key template shows a field read through an `Option` argument (`{auth.user_id}` of
+/// `auth: Option<Auth>`): the field, or `-` for `None`.
+pub struct OrNone<T>(pub Option<T>);
+
+impl<T: Display> Display for OrNone<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}

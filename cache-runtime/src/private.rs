@@ -7,7 +7,7 @@ pub use crate::call::{
 };
 pub use crate::counters::NamespaceSlot;
 pub use crate::invalidate::{
-    hashed_entry, keyed_entry, Begun, Check, Entry, Invalidation, Succeeds, SucceedsAlways,
+    hashed_entry, keyed_entry, Begun, Check, Entry, Invalidation, OrNone, Succeeds, SucceedsAlways,
 };
 pub use crate::keys::Arg;
 pub use crate::probe::entry_of;
