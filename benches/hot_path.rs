@@ -53,7 +53,7 @@ fn key(c: &mut Criterion) {
     let _rt = runtime(CacheConfig::memory().hot_set(0));
     let id = 4_242u64;
     c.bench_function("key/hashed", |b| {
-        b.iter(|| black_box(hashed_typed(&SPEC, &[], &[arg(black_box(&id))])))
+        b.iter(|| black_box(hashed_typed(&SPEC, &[], &[arg::<(), _>(black_box(&id))])))
     });
 }
 

@@ -94,8 +94,11 @@ fn starts_fn(input: ParseStream<'_>) -> bool {
 /// Each unit is hashed into the key unless skipped.
 pub(crate) struct Unit {
     pub(crate) name: Ident,
-    /// The expression given to `__private::arg` when hashing.
+    /// The expression given to `__private::arg` (or `hash_fn`) when hashing.
     hash: TokenStream,
+    /// The `__private` function that hashes it: `arg`, `arg_self`, or `arg_option` /
+    /// `arg_vec` / `arg_boxed`, whose errors name the type inside the wrapper.
+    hash_fn: &'static str,
     /// The expression given to `key_builder`.
     pass: TokenStream,
     /// Left out of the key without being named in `skip` (axum's `State<_>`).
@@ -136,6 +139,7 @@ pub(crate) fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
                 units.push(Unit {
                     name,
                     hash,
+                    hash_fn: "arg_self",
                     pass,
                     auto_skipped: false,
                     optional: false,
@@ -156,13 +160,14 @@ pub(crate) fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
                         Type::Reference(_) => quote!(#ident),
                         _ => quote_spanned!(span=> &#ident),
                     };
-                    let hash = match extractor {
-                        Some(web::Extractor::Wrapper) => web::inner_of(ident),
-                        _ => quote_spanned!(span=> &#ident),
+                    let (hash_fn, hash) = match extractor {
+                        Some(web::Extractor::Wrapper) => ("arg", web::inner_of(ident)),
+                        _ => wrapped(&typed.ty, ident),
                     };
                     units.push(Unit {
                         name: ident.clone(),
                         hash,
+                        hash_fn,
                         pass,
                         auto_skipped,
                         optional: detect_mode(&ReturnType::Type(
@@ -185,6 +190,7 @@ pub(crate) fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
                         let span = ident.span();
                         units.push(Unit {
                             hash: quote_spanned!(span=> &#ident),
+                            hash_fn: "arg",
                             pass: quote_spanned!(span=> &#ident),
                             name: ident,
                             auto_skipped,
@@ -196,6 +202,44 @@ pub(crate) fn units(sig: &Signature) -> syn::Result<Vec<Unit>> {
         }
     }
     Ok(units)
+}
+
+/// How an argument `ident` of type `ty` is hashed: through `arg_option`, `arg_vec` or
+/// `arg_boxed` when its type is (a reference to) one of those wrappers, so that a missing
+/// `Serialize` is reported on the type inside with the crate's hint; else through `arg`.
+fn wrapped(ty: &Type, ident: &Ident) -> (&'static str, TokenStream) {
+    let span = ident.span();
+    let (inner, reference) = match strip(ty) {
+        Type::Reference(reference) => {
+            (strip(&reference.elem), Some(reference.mutability.is_some()))
+        }
+        other => (other, None),
+    };
+    let wrapper = match inner {
+        Type::Path(path) if path.qself.is_none() => path.path.segments.last().and_then(|last| {
+            let one_type = matches!(
+                &last.arguments,
+                PathArguments::AngleBracketed(args) if args.args.len() == 1
+            );
+            match last.ident.to_string().as_str() {
+                "Option" if one_type => Some("arg_option"),
+                "Vec" if one_type => Some("arg_vec"),
+                "Box" if one_type => Some("arg_boxed"),
+                _ => None,
+            }
+        }),
+        _ => None,
+    };
+    match (wrapper, reference) {
+        // A reference is hashed as what it points to (the same JSON), so an error names `Db`,
+        // not `&Db`.
+        (None, None) => ("arg", quote_spanned!(span=> &#ident)),
+        (None, Some(false)) => ("arg", quote_spanned!(span=> #ident)),
+        (None, Some(true)) => ("arg", quote_spanned!(span=> &*#ident)),
+        (Some(hash_fn), None) => (hash_fn, quote_spanned!(span=> &#ident)),
+        (Some(hash_fn), Some(false)) => (hash_fn, quote_spanned!(span=> #ident)),
+        (Some(hash_fn), Some(true)) => (hash_fn, quote_spanned!(span=> &*#ident)),
+    }
 }
 
 /// The names a pattern binds, in order.
@@ -434,9 +478,27 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
 
     let ticket = match &args.key {
         None => {
+            // A type named after each argument names it in the error of one that cannot be
+            // hashed (`skip = [query]`). Braced, so that it adds nothing to the value
+            // namespace, and declared in the ticket's block only.
+            let markers: Vec<TokenStream> = kept
+                .iter()
+                .filter(|unit| unit.hash_fn != "arg_self")
+                .map(|unit| {
+                    let name = &unit.name;
+                    quote!(#[allow(non_camel_case_types, dead_code)] struct #name {})
+                })
+                .collect();
             let hashed = kept.iter().map(|unit| {
                 let hash = &unit.hash;
-                quote_spanned!(unit.name.span()=> ::cache_runtime::__private::arg(#hash))
+                let name = &unit.name;
+                let hash_fn = Ident::new(unit.hash_fn, unit.name.span());
+                match unit.hash_fn {
+                    "arg_self" => quote_spanned!(unit.name.span()=>
+                        ::cache_runtime::__private::arg_self(#hash)),
+                    _ => quote_spanned!(unit.name.span()=>
+                        ::cache_runtime::__private::#hash_fn::<#name, _>(#hash)),
+                }
             });
             // The type of `Self` and the type arguments keep methods of different types and
             // instantiations of a generic function apart.
@@ -449,21 +511,27 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
                 .collect();
             if types.is_empty() {
                 quote! {
-                    let __cache_ticket = ::cache_runtime::__private::#hashed_fn(
-                        #cache
-                        &__CACHE_SPEC,
-                        &[ #(#hashed),* ],
-                        __cache_reuse,
-                    );
+                    let __cache_ticket = {
+                        #(#markers)*
+                        ::cache_runtime::__private::#hashed_fn(
+                            #cache
+                            &__CACHE_SPEC,
+                            &[ #(#hashed),* ],
+                            __cache_reuse,
+                        )
+                    };
                 }
             } else {
                 quote! {
-                    let __cache_ticket = ::cache_runtime::__private::#hashed_typed_fn(
-                        #cache
-                        &__CACHE_SPEC,
-                        &[ #(#types),* ],
-                        &[ #(#hashed),* ],
-                    );
+                    let __cache_ticket = {
+                        #(#markers)*
+                        ::cache_runtime::__private::#hashed_typed_fn(
+                            #cache
+                            &__CACHE_SPEC,
+                            &[ #(#types),* ],
+                            &[ #(#hashed),* ],
+                        )
+                    };
                 }
             }
         }
@@ -634,14 +702,18 @@ mod tests {
                     use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
                     (&&::cache_runtime::__private::Reusable::<u64>::NEW).reuse()
                 };
-                let __cache_ticket = ::cache_runtime::__private::hashed(
-                    &__CACHE_SPEC,
-                    &[
-                        ::cache_runtime::__private::arg(&a),
-                        ::cache_runtime::__private::arg(&b)
-                    ],
-                    __cache_reuse,
-                );
+                let __cache_ticket = {
+                    #[allow(non_camel_case_types, dead_code)] struct a {}
+                    #[allow(non_camel_case_types, dead_code)] struct b {}
+                    ::cache_runtime::__private::hashed(
+                        &__CACHE_SPEC,
+                        &[
+                            ::cache_runtime::__private::arg::<a, _>(&a),
+                            ::cache_runtime::__private::arg::<b, _>(&b)
+                        ],
+                        __cache_reuse,
+                    )
+                };
                 ::cache_runtime::__private::value(__cache_ticket, __cache_reuse, move || async move {
                     #allow
                     if false {
@@ -681,8 +753,9 @@ mod tests {
                     use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
                     (&&::cache_runtime::__private::Reusable::<()>::NEW).reuse()
                 };
-                let __cache_ticket =
-                    ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[], __cache_reuse,);
+                let __cache_ticket = {
+                    ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[], __cache_reuse,)
+                };
                 ::cache_runtime::__private::value(__cache_ticket, __cache_reuse, move || async move {
                     #allow
                     if false {
@@ -776,8 +849,14 @@ mod tests {
     fn ticket(item: TokenStream, attr: TokenStream) -> String {
         let actual = expanded(attr, item);
         let start = actual.find("let __cache_ticket").expect("a ticket");
-        let end = actual[start..].find(") ;").expect("end of the call") + start;
-        actual[start..end + 3].to_owned()
+        let rest = &actual[start..];
+        let (end, len) = match (rest.find(") } ;"), rest.find(") ;")) {
+            (Some(block), Some(call)) if block < call => (block, 5),
+            (_, Some(call)) => (call, 3),
+            (Some(block), None) => (block, 5),
+            (None, None) => panic!("end of the ticket"),
+        };
+        rest[..end + len].to_owned()
     }
 
     #[test]
@@ -791,12 +870,15 @@ mod tests {
             quote!(cache = &state.cache, skip = [state]),
         );
         let expected = quote! {
-            let __cache_ticket = ::cache_runtime::__private::hashed_in(
-                &state.cache,
-                &__CACHE_SPEC,
-                &[::cache_runtime::__private::arg(&id)],
-                __cache_reuse,
-            );
+            let __cache_ticket = {
+                #[allow(non_camel_case_types, dead_code)] struct id {}
+                ::cache_runtime::__private::hashed_in(
+                    &state.cache,
+                    &__CACHE_SPEC,
+                    &[::cache_runtime::__private::arg::<id, _>(&id)],
+                    __cache_reuse,
+                )
+            };
         };
         assert_eq!(actual, expected.to_string());
         let actual = ticket(
@@ -833,16 +915,20 @@ mod tests {
 
     #[test]
     fn receivers_and_generics_put_their_types_in_the_key() {
-        let with_self = |arg: TokenStream| {
+        let with_self = |arg: TokenStream, marker: TokenStream| {
             quote! {
-                let __cache_ticket = ::cache_runtime::__private::hashed_typed(
-                    &__CACHE_SPEC,
-                    &[::core::any::type_name::<Self>()],
-                    &[::cache_runtime::__private::arg(#arg)],
-                );
+                let __cache_ticket = {
+                    #marker
+                    ::cache_runtime::__private::hashed_typed(
+                        &__CACHE_SPEC,
+                        &[::core::any::type_name::<Self>()],
+                        &[#arg],
+                    )
+                };
             }
             .to_string()
         };
+        let this = quote!(::cache_runtime::__private::arg_self(&self));
         for receiver in [
             quote!(&self),
             quote!(&'a self),
@@ -853,7 +939,11 @@ mod tests {
             quote!(self: Box<Self>),
         ] {
             let actual = ticket(quote!(async fn m(#receiver) -> u8 { 1 }), quote!());
-            assert_eq!(actual, with_self(quote!(&self)), "receiver `{receiver}`");
+            assert_eq!(
+                actual,
+                with_self(this.clone(), quote!()),
+                "receiver `{receiver}`"
+            );
         }
         let actual = ticket(
             quote!(
@@ -865,7 +955,13 @@ mod tests {
         );
         assert_eq!(
             actual,
-            with_self(quote!(&id)),
+            with_self(
+                quote!(::cache_runtime::__private::arg::<id, _>(&id)),
+                quote!(
+                    #[allow(non_camel_case_types, dead_code)]
+                    struct id {}
+                )
+            ),
             "a skipped self still names the type"
         );
         let actual = ticket(
@@ -877,11 +973,14 @@ mod tests {
             quote!(),
         );
         let expected = quote! {
-            let __cache_ticket = ::cache_runtime::__private::hashed_typed(
-                &__CACHE_SPEC,
-                &[::core::any::type_name::<T>(), ::core::any::type_name::<U>()],
-                &[::cache_runtime::__private::arg(&t)],
-            );
+            let __cache_ticket = {
+                #[allow(non_camel_case_types, dead_code)] struct t {}
+                ::cache_runtime::__private::hashed_typed(
+                    &__CACHE_SPEC,
+                    &[::core::any::type_name::<T>(), ::core::any::type_name::<U>()],
+                    &[::cache_runtime::__private::arg::<t, _>(t)],
+                )
+            };
         };
         assert_eq!(actual, expected.to_string());
     }
@@ -900,17 +999,25 @@ mod tests {
             },
             quote!(skip = [a]),
         );
+        let marker = |name: &str| {
+            let name = format_ident!("{}", name);
+            quote!(#[allow(non_camel_case_types, dead_code)] struct #name {})
+        };
+        let (mid, mq, mp, mn) = (marker("id"), marker("q"), marker("p"), marker("n"));
         let expected = quote! {
-            let __cache_ticket = ::cache_runtime::__private::hashed(
-                &__CACHE_SPEC,
-                &[
-                    ::cache_runtime::__private::arg(&id),
-                    ::cache_runtime::__private::arg(&q),
-                    ::cache_runtime::__private::arg(&p),
-                    ::cache_runtime::__private::arg(&n)
-                ],
-                __cache_reuse,
-            );
+            let __cache_ticket = {
+                #mid #mq #mp #mn
+                ::cache_runtime::__private::hashed(
+                    &__CACHE_SPEC,
+                    &[
+                        ::cache_runtime::__private::arg::<id, _>(&id),
+                        ::cache_runtime::__private::arg::<q, _>(&q),
+                        ::cache_runtime::__private::arg::<p, _>(&p),
+                        ::cache_runtime::__private::arg::<n, _>(&n)
+                    ],
+                    __cache_reuse,
+                )
+            };
         };
         assert_eq!(actual, expected.to_string());
     }
@@ -1035,7 +1142,7 @@ mod tests {
     fn any_number_of_arguments_is_hashed() {
         let names: Vec<Ident> = (0..40u32).map(|i| format_ident!("a{}", i)).collect();
         let actual = ticket(quote!(async fn f(#(#names: u8),*) -> u8 { 1 }), quote!());
-        assert_eq!(actual.matches(":: arg (").count(), 40, "{actual}");
+        assert_eq!(actual.matches(":: arg :: <").count(), 40, "{actual}");
     }
 
     #[test]

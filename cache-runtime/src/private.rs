@@ -2,8 +2,9 @@
 //! and it may change in any release. The engine itself is in `call/`.
 
 pub use crate::call::{
-    arg, hashed, hashed_in, hashed_typed, hashed_typed_in, keyed, keyed_in, option, result, value,
-    CacheRef, Call, KeyPart, Outcome, Reusable, Reuse, ReuseByClone, ReuseNot, Spec, Start, Ticket,
+    arg, arg_boxed, arg_option, arg_self, arg_vec, hashed, hashed_in, hashed_typed,
+    hashed_typed_in, keyed, keyed_in, option, result, value, CacheRef, Call, KeyPart, Outcome,
+    Reusable, Reuse, ReuseByClone, ReuseNot, SelfKeyPart, Spec, Start, Ticket,
 };
 pub use crate::counters::NamespaceSlot;
 pub use crate::invalidate::{

@@ -27,8 +27,8 @@ pub use outcome::Outcome;
 pub use reuse::{Reusable, Reuse, ReuseByClone, ReuseNot};
 pub use spec::Spec;
 pub use ticket::{
-    arg, hashed, hashed_in, hashed_typed, hashed_typed_in, keyed, keyed_in, CacheRef, KeyPart,
-    Start, Ticket,
+    arg, arg_boxed, arg_option, arg_self, arg_vec, hashed, hashed_in, hashed_typed,
+    hashed_typed_in, keyed, keyed_in, CacheRef, KeyPart, SelfKeyPart, Start, Ticket,
 };
 
 use outcome::Plain;

@@ -76,20 +76,58 @@ impl<'a> CacheRef<'a> for Option<&'a Cache> {
     }
 }
 
-/// What an argument that is hashed into a key must be. Exists for its error message.
+/// What an argument that is hashed into a key must be. Exists for its error message, which
+/// names the argument: `Name` is a type the macro names after it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be hashed into a cache key: it does not implement `serde::Serialize`",
     label = "this argument is part of the cache key",
-    note = "hash it (derive `serde::Serialize` for it), leave it out of the key (`#[cache(skip = [the argument])]`), or build the key yourself (`key = \"...\"` or `key_builder = ...`)"
+    note = "hash it (derive `serde::Serialize` for `{Self}`), leave it out of the key (`skip = [{Name}]`), or build the key yourself (`key = \"...\"` or `key_builder = ...`)"
 )]
-pub trait KeyPart: Serialize {}
+pub trait KeyPart<Name>: Serialize {}
 
-impl<T: Serialize + ?Sized> KeyPart for T {}
+impl<T: Serialize + ?Sized, N> KeyPart<N> for T {}
+
+/// [`KeyPart`] for `self`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be hashed into a cache key: it does not implement `serde::Serialize`",
+    label = "`self` is part of the cache key",
+    note = "hash it (derive `serde::Serialize` for `{Self}`), leave it out of the key (`skip = [self]`), or build the key yourself (`key = \"...\"` or `key_builder = ...`)"
+)]
+pub trait SelfKeyPart: Serialize {}
+
+impl<T: Serialize + ?Sized> SelfKeyPart for T {}
 
 /// One hashed argument; the macro spans each call at its argument, so a type that is not
-/// `Serialize` is reported there.
+/// `Serialize` is reported there, with the argument's name (`N`).
 #[inline(always)]
-pub fn arg<T: KeyPart>(value: &T) -> Arg<'_> {
+pub fn arg<N, T: KeyPart<N>>(value: &T) -> Arg<'_> {
+    Arg::new(value)
+}
+
+/// [`arg`] of an `Option`: the error, if any, names the type inside (whose `Serialize` is
+/// missing) with the crate's hint, instead of serde's message about the wrapper.
+#[inline(always)]
+pub fn arg_option<N, T: KeyPart<N>>(value: &Option<T>) -> Arg<'_> {
+    Arg::new(value)
+}
+
+/// [`arg_option`] for a `Vec`.
+#[inline(always)]
+pub fn arg_vec<N, T: KeyPart<N>>(value: &Vec<T>) -> Arg<'_> {
+    Arg::new(value)
+}
+
+/// [`arg_option`] for a `Box`.
+// The macro hands over the argument as it is: `&Box<T>` is what it has.
+#[allow(clippy::borrowed_box)]
+#[inline(always)]
+pub fn arg_boxed<N, T: KeyPart<N>>(value: &Box<T>) -> Arg<'_> {
+    Arg::new(value)
+}
+
+/// [`arg`] of `self`.
+#[inline(always)]
+pub fn arg_self<T: SelfKeyPart>(value: &T) -> Arg<'_> {
     Arg::new(value)
 }
 
