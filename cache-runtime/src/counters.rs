@@ -34,10 +34,8 @@ pub(crate) const COUNTS: usize = 12;
 pub(crate) const NAMESPACES: usize = 64;
 /// What is counted per namespace, after the `COUNTS` and a tick.
 const PER_NAMESPACE: usize = 3;
-const TICK: usize = COUNTS;
-/// Every slot of a shard: the counts, the tick (calls counted for sampling), then hits,
-/// misses and errors of each namespace.
-pub(crate) const SLOTS: usize = COUNTS + 1 + PER_NAMESPACE * NAMESPACES;
+/// Every slot of a shard: the counts, then hits, misses and errors of each namespace.
+pub(crate) const SLOTS: usize = COUNTS + PER_NAMESPACE * NAMESPACES;
 
 /// Every count of one cache (or of the process), slot by slot.
 pub(crate) type Totals = [u64; SLOTS];
@@ -51,8 +49,14 @@ pub(crate) enum NsCount {
 }
 
 /// The slot of `count` of the namespace in slot `namespace`.
+#[inline(always)]
 pub(crate) fn ns_slot(namespace: usize, count: NsCount) -> usize {
-    COUNTS + 1 + namespace.min(NAMESPACES - 1) * PER_NAMESPACE + count as usize
+    COUNTS + namespace.min(NAMESPACES - 1) * PER_NAMESPACE + count as usize
+}
+
+/// The total of `count` (hits or misses) over every namespace, in `totals`.
+pub(crate) fn sum(totals: &Totals, count: NsCount) -> u64 {
+    (0..NAMESPACES).map(|ns| totals[ns_slot(ns, count)]).sum()
 }
 
 /// The namespaces counted apart, in the order they were first counted (process-wide).
@@ -176,26 +180,23 @@ impl Counters {
     }
 
     /// A hit of a function of the namespace in `namespace` (see [`NamespaceSlot`]), also a
-    /// local hit when `local`, with one look at the thread's shard. Returns the thread's tick,
-    /// which moves with every hit and miss: a caller samples one in so many.
-    #[inline]
+    /// local hit when `local`, with one look at the thread's shard. The total of hits is the
+    /// sum of the namespaces' (see [`hits`]), so a hit adds to one count (two when local).
+    /// Returns the namespace's hits on this thread, which a caller samples one in so many of.
+    #[inline(always)]
     pub(crate) fn hit(&self, namespace: usize, local: bool) -> u64 {
         let ns = ns_slot(namespace, NsCount::Hits);
         if local {
-            self.bump_all(&[Count::Hits as usize, Count::LocalHits as usize, ns, TICK])
+            self.bump_all(&[Count::LocalHits as usize, ns])
         } else {
-            self.bump_all(&[Count::Hits as usize, ns, TICK])
+            self.bump_all(&[ns])
         }
     }
 
-    /// A miss (also counted in `count`: a miss or a decode failure) of the namespace in
-    /// `namespace`; the tick, as [`hit`](Self::hit).
+    /// A miss (or an undecodable value) of the namespace in `namespace`; the count, as
+    /// [`hit`](Self::hit).
     pub(crate) fn miss(&self, namespace: usize) -> u64 {
-        self.bump_all(&[
-            Count::Misses as usize,
-            ns_slot(namespace, NsCount::Misses),
-            TICK,
-        ])
+        self.bump_all(&[ns_slot(namespace, NsCount::Misses)])
     }
 
     /// A call of the namespace in `namespace` that could not ask the store.
@@ -328,7 +329,7 @@ mod tests {
         counters.bump(Count::StaleServed);
         counters.hit(0, true);
         assert_eq!(counters.totals()[Count::StaleServed as usize], 4_002);
-        assert_eq!(counters.totals()[Count::Hits as usize], 1);
+        assert_eq!(sum(&counters.totals(), NsCount::Hits), 1);
         assert!(
             lock(&counters.shards).len() <= 5,
             "shards are handed out again"

@@ -80,9 +80,9 @@ impl NamespaceStats {
 pub(crate) fn snapshot(totals: Totals, circuit: Circuit, top_keys: Vec<(String, u64)>) -> Stats {
     let total = |count: Count| totals[count as usize];
     Stats {
-        hits: total(Count::Hits),
+        hits: total(Count::Hits) + counters::sum(&totals, NsCount::Hits),
         local_hits: total(Count::LocalHits),
-        misses: total(Count::Misses),
+        misses: total(Count::Misses) + counters::sum(&totals, NsCount::Misses),
         bypassed: total(Count::Bypassed),
         errors: total(Count::Errors),
         decode_failures: total(Count::DecodeFailures),

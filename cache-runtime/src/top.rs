@@ -10,6 +10,27 @@ use crate::sync::lock;
 /// One call in this many is recorded.
 pub(crate) const SAMPLE: u64 = 64;
 
+/// Whether this call on this thread is timed for the latency histograms: one in [`SAMPLE`],
+/// decided before the call so that only those read the clock.
+#[inline]
+pub(crate) fn timed() -> bool {
+    thread_local! {
+        static COUNTDOWN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    COUNTDOWN
+        .try_with(|countdown| match countdown.get() {
+            0 => {
+                countdown.set(SAMPLE as u32 - 1);
+                true
+            }
+            n => {
+                countdown.set(n - 1);
+                false
+            }
+        })
+        .unwrap_or(false)
+}
+
 /// Whether the call counted `tick`-th on its thread is sampled: one in [`SAMPLE`], at
 /// pseudo-random ticks (a stride would alias with callers that alternate keys).
 #[inline]
@@ -24,25 +45,31 @@ const CAPACITY: usize = 64;
 /// A Space-Saving summary of sampled keys.
 #[derive(Default)]
 pub(crate) struct TopKeys {
-    kept: Mutex<Vec<(Box<str>, u64)>>,
+    /// Each key's hash (compared first), the key, and its count.
+    kept: Mutex<Vec<(u64, Box<str>, u64)>>,
 }
 
 impl TopKeys {
     /// Records one sampled request of `key` (made only when a call is sampled).
     pub(crate) fn record(&self, key: impl FnOnce() -> String) {
+        // A sample taken while another thread records is dropped: samples are estimates
+        // anyway, and a call never waits for the summary.
+        let Ok(mut kept) = self.kept.try_lock() else {
+            return;
+        };
         let key = key();
-        let mut kept = lock(&self.kept);
-        if let Some(entry) = kept.iter_mut().find(|(k, _)| **k == *key) {
-            entry.1 += 1;
+        let hash = fnv(&key);
+        if let Some(entry) = kept.iter_mut().find(|(h, k, _)| *h == hash && **k == *key) {
+            entry.2 += 1;
             return;
         }
         if kept.len() < CAPACITY {
-            kept.push((key.into(), 1));
+            kept.push((hash, key.into(), 1));
             return;
         }
         // The least counted key gives up its place, and the newcomer inherits its count.
-        if let Some(least) = kept.iter_mut().min_by_key(|(_, count)| *count) {
-            *least = (key.into(), least.1 + 1);
+        if let Some(least) = kept.iter_mut().min_by_key(|(_, _, count)| *count) {
+            *least = (hash, key.into(), least.2 + 1);
         }
     }
 
@@ -50,12 +77,19 @@ impl TopKeys {
     pub(crate) fn top(&self, n: usize) -> Vec<(String, u64)> {
         let mut kept: Vec<(String, u64)> = lock(&self.kept)
             .iter()
-            .map(|(key, count)| (key.to_string(), count * SAMPLE))
+            .map(|(_, key, count)| (key.to_string(), count * SAMPLE))
             .collect();
         kept.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         kept.truncate(n);
         kept
     }
+}
+
+/// FNV-1a: cheap, and enough to tell a few dozen keys apart before comparing them.
+fn fnv(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

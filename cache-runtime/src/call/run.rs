@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,7 @@ use crate::store::memory::Slot;
 use crate::store::{Fetch, Locked, Store};
 use crate::sync::lock;
 use crate::throttle::throttled;
-use crate::top::sampled;
+use crate::top::{self, sampled};
 
 /// How many times a caller waits for other callers' runs of its key before it runs the body
 /// itself (each wait ends when that run lands, fails or is cancelled).
@@ -58,10 +57,9 @@ pub(crate) struct Keyed {
     key: String,
     spec: &'static Spec,
     ident: Ident,
-    /// When the call started (its key made), for the latency of sampled calls.
-    started: Instant,
-    /// Set when the call is a sampled miss: its latency is recorded when it ends.
-    sampled_miss: AtomicBool,
+    /// When the call started (its key made), for the one call in so many that is timed
+    /// (only those read the clock).
+    started: Option<Instant>,
 }
 
 impl Keyed {
@@ -71,8 +69,7 @@ impl Keyed {
             key,
             spec,
             ident,
-            started: Instant::now(),
-            sampled_miss: AtomicBool::new(false),
+            started: top::timed().then(Instant::now),
         }
     }
 
@@ -102,23 +99,17 @@ impl Keyed {
         };
         if sampled(tick) {
             self.backend.top.record(|| self.key.clone());
-            match hit {
-                true => self
-                    .backend
-                    .latencies
-                    .record(ns, true, self.started.elapsed()),
-                false => self.sampled_miss.store(true, Ordering::Relaxed),
-            }
+        }
+        if let (true, Some(started)) = (hit, self.started) {
+            self.backend.latencies.record(ns, true, started.elapsed());
         }
     }
 
-    /// Records the latency of a sampled miss, once its body ran.
+    /// Records the latency of a timed miss, once its body ran.
     fn ended(&self) {
-        if self.sampled_miss.load(Ordering::Relaxed) {
+        if let Some(started) = self.started {
             let ns = self.spec.namespace_slot();
-            self.backend
-                .latencies
-                .record(ns, false, self.started.elapsed());
+            self.backend.latencies.record(ns, false, started.elapsed());
         }
     }
 
