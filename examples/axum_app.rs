@@ -1,6 +1,8 @@
 //! A typical service on axum: users, posts and products, read through `#[cache]` and
-//! invalidated by the writes, per-user pages keyed by the signed-in user, and the admin API
-//! behind a bearer token. The "database" is a map behind a 200 ms sleep, so the cache shows.
+//! invalidated by the writes, per-user pages keyed by the signed-in user, HTML pages under
+//! `/pages` cached whole by `ResponseCacheLayer` (with `X-Cache`, `ETag` and 304s; a write
+//! to a page clears it and its parents), and the admin API behind a bearer token. The
+//! "database" is a map behind a 200 ms sleep, so the cache shows.
 //!
 //! ```sh
 //! cargo run --example axum_app                  # the in-memory cache
@@ -22,7 +24,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use cache_runtime::web::{bearer, Admin};
+use cache_runtime::web::{bearer, Admin, ResponseCacheLayer};
 use cache_runtime::{cache, invalidate, Cache, CacheConfig};
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +52,11 @@ struct Product {
 struct NewPost {
     author: u64,
     title: String,
+}
+
+#[derive(Deserialize)]
+struct PriceUpdate {
+    price_cents: u64,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +183,63 @@ async fn get_product(State(state): State<AppState>, Path(id): Path<u64>) -> Opti
         .map(Json)
 }
 
+/// The product list page, cached whole by the layer (the handler knows nothing of it).
+async fn products_page(State(state): State<AppState>) -> axum::response::Html<String> {
+    let products = state
+        .query(|db| db.products.values().cloned().collect::<Vec<_>>())
+        .await;
+    let items: String = products
+        .iter()
+        .map(|p| {
+            format!(
+                "<li>{}: {}.{:02}</li>",
+                p.name,
+                p.price_cents / 100,
+                p.price_cents % 100
+            )
+        })
+        .collect();
+    axum::response::Html(format!("<ul>{items}</ul>"))
+}
+
+/// One product's page.
+async fn product_page(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<axum::response::Html<String>, AppError> {
+    let product = state.query(|db| db.products.get(&id).cloned()).await;
+    let product = product.ok_or(AppError::NotFound)?;
+    Ok(axum::response::Html(format!(
+        "<h1>{}</h1><p>{} cents</p>",
+        product.name, product.price_cents
+    )))
+}
+
+/// A write under `/pages`: when it succeeds, the layer clears `/pages/products/{id}`,
+/// `/pages/products` and `/pages`; `#[invalidate]` clears what `#[cache]` keeps of products.
+#[invalidate(namespace = "products", cache = &state.cache)]
+async fn update_price(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    Json(update): Json<PriceUpdate>,
+) -> Result<Json<Product>, AppError> {
+    let product = state.write(|db| {
+        let product = db.products.get_mut(&id)?;
+        product.price_cents = update.price_cents;
+        Some(product.clone())
+    });
+    product.map(Json).ok_or(AppError::NotFound)
+}
+
+/// A page for the signed-in user, cached per user by the layer (`vary_by`).
+async fn my_page(
+    State(state): State<AppState>,
+    Extension(me): Extension<SignedIn>,
+) -> axum::response::Html<String> {
+    let posts = state.query(|db| db.posts.len()).await;
+    axum::response::Html(format!("<p>Hello {}, {posts} posts today</p>", me.0))
+}
+
 /// Reads the signed-in user from the `x-user` header (real middleware checks a session).
 async fn sign_in(mut request: Request, next: Next) -> Response {
     let who = request
@@ -222,6 +286,23 @@ fn seed() -> Db {
 }
 
 fn app(state: AppState, admin_token: Option<String>) -> Router {
+    // Whole responses, kept 60 s: the product pages are the same for everyone (a request with
+    // a cookie or an Authorization header is not served a shared copy), and `/pages/me` is
+    // kept per signed-in user.
+    let pages = Router::new()
+        .route("/pages/products", get(products_page))
+        .route("/pages/products/{id}", get(product_page).put(update_price))
+        .layer(
+            ResponseCacheLayer::new("pages")
+                .cache(state.cache.clone())
+                .ttl(Duration::from_secs(60)),
+        );
+    let per_user = Router::new().route("/pages/me", get(my_page)).layer(
+        ResponseCacheLayer::new("my_pages")
+            .cache(state.cache.clone())
+            .ttl(Duration::from_secs(60))
+            .vary_by(|parts| parts.extensions.get::<SignedIn>().map(|me| me.0.clone())),
+    );
     let mut app = Router::new()
         .route("/users/{id}", get(get_user).put(update_user))
         .route("/posts", get(list_posts).post(create_post))
@@ -232,6 +313,8 @@ fn app(state: AppState, admin_token: Option<String>) -> Router {
                 get_product(state, id).await.ok_or(AppError::NotFound)
             }),
         )
+        .merge(pages)
+        .merge(per_user)
         .layer(middleware::from_fn(sign_in))
         .with_state(state.clone());
     // The admin API only exists with a token to guard it.

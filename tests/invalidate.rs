@@ -4,6 +4,7 @@
 //! never waits for it; a clear that cannot run never fails the write. Each test has caches
 //! of its own (no turns); every wait is bounded.
 
+#[macro_use]
 mod support;
 
 use std::collections::HashMap;
@@ -199,22 +200,6 @@ async fn an_entry_is_removed_exactly(config: CacheConfig) {
         evict(async { 1 }).await,
         Err(CacheError::NotCached)
     ));
-}
-
-macro_rules! on_both_stores {
-    ($($case:ident),*) => {
-        mod on_memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(cache_runtime::CacheConfig::memory()).await })*
-        }
-        mod on_redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let server = super::RedisServer::start();
-                super::$case(cache_runtime::CacheConfig::redis(server.url())).await
-            })*
-        }
-    };
 }
 
 on_both_stores!(

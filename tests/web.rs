@@ -4,6 +4,7 @@
 //! rebuilt into the same response; `Err`, `None` and non-2xx statuses are not stored. On the
 //! memory store and on Redis; no test takes turns (each app has a `Cache` of its own).
 
+#[macro_use]
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -260,22 +261,6 @@ async fn a_json_response_is_stored_as_its_value(server: &RedisServer) {
         .await
         .unwrap();
     assert_eq!(stored, "[201,1]", "[status, value]");
-}
-
-macro_rules! on_both_stores {
-    ($($case:ident),*) => {
-        mod on_memory {
-            $(#[tokio::test]
-            async fn $case() { super::$case(cache_runtime::CacheConfig::memory()).await })*
-        }
-        mod on_redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let server = super::RedisServer::start();
-                super::$case(cache_runtime::CacheConfig::redis(server.url())).await
-            })*
-        }
-    };
 }
 
 on_both_stores!(

@@ -105,14 +105,15 @@ impl Backend {
         self.store.clear(scope).await
     }
 
-    /// Removes the entries of `namespace` matching `pattern` (see [`Store::clear_matching`]).
+    /// Removes the entries of `namespace` matching any of `patterns` (see
+    /// [`Store::clear_matching`]).
     pub(crate) async fn clear_matching(
         &self,
         namespace: &str,
-        pattern: &str,
+        patterns: &[&str],
     ) -> Result<u64, CacheError> {
         self.clears.fetch_add(1, Ordering::SeqCst);
-        self.store.clear_matching(namespace, pattern).await
+        self.store.clear_matching(namespace, patterns).await
     }
 
     /// Moves the fence of `scope`, removing nothing (see [`Store::raise`]).

@@ -164,7 +164,7 @@ impl Cache {
     /// namespace's misses under way store nothing.
     pub async fn clear_matching(&self, namespace: &str, pattern: &str) -> Result<u64, CacheError> {
         Scope::namespace(namespace).validate()?;
-        self.backend().clear_matching(namespace, pattern).await
+        self.backend().clear_matching(namespace, &[pattern]).await
     }
 
     /// How long the store takes to answer a `PING` (the memory store: no time).

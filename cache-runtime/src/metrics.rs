@@ -1,10 +1,11 @@
 //! The cache's counters and latencies, published through the `metrics` facade, so that an
 //! exporter the application installs (`metrics-exporter-prometheus`, say) serves them.
 //!
-//! Nothing is emitted on the call path: a task per cache publishes the counters (absolute
-//! values) and the latency samples gathered since the last publish, every
-//! `CacheConfig::metrics_interval` (1 s), and [`Cache::publish_metrics`](crate::Cache::publish_metrics)
-//! does it at once. Without a recorder the facade drops everything. Labels are bounded: the
+//! Nothing of `#[cache]` calls is emitted on the call path (the response cache layer's
+//! `cache_http_*` are, see `web::ResponseCacheLayer`): a task per cache publishes the
+//! counters (absolute values) and the latency samples gathered since the last publish, every
+//! `CacheConfig::metrics_interval` (1 s), and
+//! [`Cache::publish_metrics`](crate::Cache::publish_metrics) does it at once. Without a recorder the facade drops everything. Labels are bounded: the
 //! cache's prefix (`cache`) and the namespace (`namespace`, at most 64 values).
 //!
 //! | name | kind | labels |

@@ -1,5 +1,5 @@
 //! Test harness: real `redis-server` processes on free loopback ports, owned by the test.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -197,4 +197,23 @@ pub async fn info_field(
     info.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .map(|v| v.trim().to_owned())
+}
+
+/// Runs each `async fn case(config: CacheConfig)` of the test file on the memory store
+/// (`on_memory::case`) and on a `redis-server` of its own (`on_redis::case`). The file
+/// imports `RedisServer` and declares `#[macro_use] mod support;`.
+macro_rules! on_both_stores {
+    ($($case:ident),*) => {
+        mod on_memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(cache_runtime::CacheConfig::memory()).await })*
+        }
+        mod on_redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let server = super::RedisServer::start();
+                super::$case(cache_runtime::CacheConfig::redis(server.url())).await
+            })*
+        }
+    };
 }

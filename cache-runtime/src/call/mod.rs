@@ -107,6 +107,40 @@ where
     outcome(start.into(), reuse, body)
 }
 
+/// Cache-aside for the response cache layer: a call made with [`keyed`] or [`keyed_in`]
+/// whose body's result tells what to store; with `fresh`, the lookup (and the hot set) is
+/// skipped and the body's result replaces the entry.
+#[cfg(feature = "axum")]
+pub(crate) async fn answer<O, B, F>(
+    ticket: Option<Ticket>,
+    reuse: Option<Reuse<O::Value>>,
+    fresh: bool,
+    body: B,
+) -> O
+where
+    O: Outcome,
+    B: FnOnce() -> F,
+    F: Future<Output = O>,
+{
+    let keyed = match (ticket, fresh) {
+        (None, _) => None,
+        (Some(ticket), true) => ticket.into_keyed(reuse.is_some()),
+        (Some(ticket), false) => match prepare(Start::Ticket(Some(ticket)), reuse) {
+            Ok(value) => return O::from_value(value),
+            Err(keyed) => keyed,
+        },
+    };
+    match keyed {
+        Some(keyed) if fresh => keyed.renew(body).await,
+        Some(keyed) => keyed.run(reuse, body).await,
+        None => {
+            let mut outcome = body().await;
+            outcome.unstored();
+            outcome
+        }
+    }
+}
+
 /// [`result`] and [`option`]: cache-aside for a body whose result tells what to store.
 fn outcome<O, B, F>(
     start: Start<O::Value>,

@@ -17,6 +17,9 @@ pub trait Outcome {
     fn failed(&self) -> bool {
         false
     }
+    /// Told when the body ran and its result could not be stored: the store could not be
+    /// asked (fail-open) or the call ran uncached. The response cache layer says `SKIP`.
+    fn unstored(&mut self) {}
 }
 
 /// A plain value, stored whole.

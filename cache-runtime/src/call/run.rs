@@ -265,6 +265,21 @@ impl Keyed {
         outcome
     }
 
+    /// A call that skips the lookup (a client's `Cache-Control: no-cache` at the response
+    /// cache layer): runs the body now, on its own, and stores its result under the fence
+    /// read before it ran.
+    #[cfg(feature = "axum")]
+    pub(super) async fn renew<O: Outcome, B: FnOnce() -> F, F: Future<Output = O>>(
+        self,
+        body: B,
+    ) -> O {
+        self.count(false);
+        let era = self.backend.era(&self.key, true).await;
+        let outcome = self.compute(None, body, era.fence, None).await;
+        self.ended();
+        outcome
+    }
+
     /// A hit near expiry (`refresh`): one caller recomputes, the others keep the copy.
     async fn refresh<O: Outcome, B: FnOnce() -> F, F: Future<Output = O>>(
         &self,
@@ -316,7 +331,7 @@ impl Keyed {
                 Locked::Skipped => {}
             }
         }
-        let outcome = match stale {
+        let mut outcome = match stale {
             None => body().await,
             Some(stale) => match AssertUnwindSafe(body()).catch_unwind().await {
                 Ok(outcome) if !outcome.failed() => outcome,
@@ -336,8 +351,10 @@ impl Keyed {
             },
         };
         let bytes = outcome.cacheable().and_then(|value| self.encode(&value));
-        if let (Some(fence), Some(bytes)) = (fence, &bytes) {
-            self.store(Arc::clone(bytes), fence).await;
+        match (fence, &bytes) {
+            (Some(fence), Some(bytes)) => self.store(Arc::clone(bytes), fence).await,
+            (None, _) => outcome.unstored(),
+            (Some(_), None) => {}
         }
         if let Some(lock) = lock {
             lock.release().await;

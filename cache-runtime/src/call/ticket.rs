@@ -444,7 +444,7 @@ impl Ticket {
     /// no default cache is there any more). What identifies it in a hot set is kept only
     /// when a lookup may copy its value there: for values that can be cloned, on a cache
     /// with hot sets, in functions that do not ask for the time left.
-    fn into_keyed(self, reusable: bool) -> Option<Keyed> {
+    pub(super) fn into_keyed(self, reusable: bool) -> Option<Keyed> {
         let spec = self.spec;
         let fills = |backend: &Backend| reusable && backend.hot().is_some() && !spec.wants_ttl();
         match self.key {

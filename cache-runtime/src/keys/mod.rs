@@ -23,6 +23,8 @@
 #![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
 mod args;
+#[cfg(feature = "axum")]
+pub(crate) mod response;
 
 use std::fmt::{self, Write as _};
 

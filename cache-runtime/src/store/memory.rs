@@ -169,14 +169,17 @@ impl MemoryStore {
     }
 
     /// The keys of `namespace` whose key segment matches `pattern`.
-    fn matching(&self, namespace: &str, pattern: &str) -> Vec<Arc<str>> {
+    fn matching(&self, namespace: &str, patterns: &[&str]) -> Vec<Arc<str>> {
         self.cache.run_pending_tasks();
         let start = format!("{}:{namespace}:", self.prefix);
         self.cache
             .iter()
             .filter_map(|(key, _)| {
                 let segment = key.strip_prefix(start.as_str())?;
-                keys::wildcard_match(pattern, segment).then(|| Arc::clone(&*key))
+                patterns
+                    .iter()
+                    .any(|pattern| keys::wildcard_match(pattern, segment))
+                    .then(|| Arc::clone(&*key))
             })
             .collect()
     }
@@ -240,7 +243,7 @@ impl Store for MemoryStore {
         cursor: u64,
         count: usize,
     ) -> Result<Page, CacheError> {
-        let mut keys = self.matching(namespace, pattern);
+        let mut keys = self.matching(namespace, &[pattern]);
         keys.sort();
         let start = usize::try_from(cursor)
             .unwrap_or(usize::MAX)
@@ -257,10 +260,10 @@ impl Store for MemoryStore {
         Ok(Page { entries, next })
     }
 
-    async fn clear_matching(&self, namespace: &str, pattern: &str) -> Result<u64, CacheError> {
+    async fn clear_matching(&self, namespace: &str, patterns: &[&str]) -> Result<u64, CacheError> {
         self.fences.raise(Raise::Namespace(namespace));
         Ok(self
-            .matching(namespace, pattern)
+            .matching(namespace, patterns)
             .iter()
             .map(|key| self.remove(key, true))
             .sum())

@@ -122,12 +122,12 @@ pub(crate) trait Store: Send + Sync {
         count: usize,
     ) -> impl Future<Output = Result<Page, CacheError>> + Send;
 
-    /// Removes the entries of `namespace` whose key segment matches `pattern`, after moving
-    /// the namespace's fence; how many there were.
+    /// Removes the entries of `namespace` whose key segment matches any of `patterns`, after
+    /// moving the namespace's fence once; how many there were.
     fn clear_matching(
         &self,
         namespace: &str,
-        pattern: &str,
+        patterns: &[&str],
     ) -> impl Future<Output = Result<u64, CacheError>> + Send;
 
     /// How long the store takes to answer a `PING` (an in-process store: at once).
@@ -270,8 +270,8 @@ impl Store for AnyStore {
         dispatch!(self, store => store.list(namespace, pattern, cursor, count).await)
     }
 
-    async fn clear_matching(&self, namespace: &str, pattern: &str) -> Result<u64, CacheError> {
-        dispatch!(self, store => store.clear_matching(namespace, pattern).await)
+    async fn clear_matching(&self, namespace: &str, patterns: &[&str]) -> Result<u64, CacheError> {
+        dispatch!(self, store => store.clear_matching(namespace, patterns).await)
     }
 
     async fn ping(&self) -> Result<Duration, CacheError> {

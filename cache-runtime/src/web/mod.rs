@@ -5,6 +5,8 @@
 //! `Err`, `None` and a non-2xx status are not stored.
 
 mod admin;
+mod response;
 pub(crate) mod shape;
 
 pub use admin::{admin_router, bearer, Admin};
+pub use response::{ResponseCache, ResponseCacheLayer, X_CACHE};

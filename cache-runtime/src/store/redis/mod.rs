@@ -149,8 +149,8 @@ impl Store for RedisStore {
         self.list_index(namespace, pattern, cursor, count).await
     }
 
-    async fn clear_matching(&self, namespace: &str, pattern: &str) -> Result<u64, CacheError> {
-        self.remove_matching(namespace, pattern).await
+    async fn clear_matching(&self, namespace: &str, patterns: &[&str]) -> Result<u64, CacheError> {
+        self.remove_matching(namespace, patterns).await
     }
 
     async fn ping(&self) -> Result<Duration, CacheError> {

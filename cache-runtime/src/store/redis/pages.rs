@@ -61,32 +61,34 @@ impl RedisStore {
     pub(super) async fn remove_matching(
         &self,
         namespace: &str,
-        pattern: &str,
+        patterns: &[&str],
     ) -> Result<u64, CacheError> {
         let mut conn = self.conns.checked_out().await?;
         self.move_fence(&mut conn, &ScopeKind::Namespace(namespace.to_owned()))
             .await?;
         let index = keys::index(&self.prefix, namespace);
-        let matching = keys::members_pattern(&self.prefix, namespace, pattern);
         let mut doomed: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        // ZSCAN visits every member present for the whole scan; it ends when the cursor is 0.
-        loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("ZSCAN")
-                .arg(&index)
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&matching)
-                .arg("COUNT")
-                .arg(SCAN_STEP)
-                .query_async(&mut *conn)
-                .await
-                .map_err(errors::command)?;
-            doomed.extend(found.into_iter().step_by(2));
-            if next == 0 {
-                break;
+        for pattern in patterns {
+            let matching = keys::members_pattern(&self.prefix, namespace, pattern);
+            let mut cursor: u64 = 0;
+            // ZSCAN visits every member present for the whole scan; it ends when the cursor is 0.
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("ZSCAN")
+                    .arg(&index)
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&matching)
+                    .arg("COUNT")
+                    .arg(SCAN_STEP)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(errors::command)?;
+                doomed.extend(found.into_iter().step_by(2));
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
         doomed.sort();
         doomed.dedup();

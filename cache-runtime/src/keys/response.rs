@@ -1,0 +1,94 @@
+//! The key segments of the response cache layer (`web::ResponseCacheLayer`), under its
+//! namespace:
+//!
+//! ```text
+//! http:{path}:{request}              a response, or the list of headers it varies by
+//! http:{path}:{request}:{variant}    a response that varies, for one set of those values
+//! ```
+//!
+//! Each part is the MD5 of what it names, in hex. The path's own hash comes first, so that one
+//! pattern (`http:{path}:*`) selects every host, query, user and variant of a path: what a
+//! write to the path, or below it, clears.
+
+use md5::{Digest, Md5};
+
+use super::args::hex;
+
+/// The first segment: what marks the layer's entries.
+const TAG: &str = "http";
+
+/// The hash of a path, with a trailing `/` (but for the root) left off, so that `/a/` and `/a`
+/// are cleared together.
+fn path_hash(path: &str) -> String {
+    let trimmed = match path.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    };
+    hex(&Md5::digest(trimmed.as_bytes()).into()).to_string()
+}
+
+/// The MD5 of `parts`, each preceded by its length, so that no two lists share a digest.
+fn digest_of<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut md5 = Md5::new();
+    for part in parts {
+        md5.update((part.len() as u64).to_le_bytes());
+        md5.update(part);
+    }
+    hex(&md5.finalize().into()).to_string()
+}
+
+/// The key segment of a request to `path`: `http:{md5 of path}:{md5 of parts}`, where `parts`
+/// are what else tells requests apart (method, host, path, sorted query, named headers,
+/// identity).
+pub(crate) fn request<'a>(path: &str, parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    format!("{TAG}:{}:{}", path_hash(path), digest_of(parts))
+}
+
+/// The key segment of one variant of the response at `primary` (a [`request`] segment), for
+/// the values of the request headers the response varies by.
+pub(crate) fn variant<'a>(primary: &str, values: impl IntoIterator<Item = &'a [u8]>) -> String {
+    format!("{primary}:{}", digest_of(values))
+}
+
+/// The pattern, within the layer's namespace, of every entry of `path`.
+pub(crate) fn path_pattern(path: &str) -> String {
+    format!("{TAG}:{}:*", path_hash(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::wildcard_match;
+
+    #[test]
+    fn segments_are_pinned() {
+        // md5("/spaces/1") and the md5 of each part's length (u64, little-endian) and bytes.
+        let primary = request("/spaces/1", [&b"GET"[..], b"example.com"]);
+        assert_eq!(
+            primary,
+            "http:0e95d236eb9364d51a0a302326a404e8:c8c09df5e8219332f982b66d7065473c"
+        );
+    }
+
+    #[test]
+    fn a_path_pattern_selects_every_request_and_variant_of_the_path_only() {
+        let a = request("/spaces/1", [&b"GET"[..], b"q=1"]);
+        let b = request("/spaces/1/", [&b"GET"[..], b"q=2"]);
+        let v = variant(&a, [&b"en"[..]]);
+        let other = request("/spaces/10", [&b"GET"[..]]);
+        let pattern = path_pattern("/spaces/1");
+        assert!(wildcard_match(&pattern, &a));
+        assert!(wildcard_match(&pattern, &b));
+        assert!(wildcard_match(&pattern, &v));
+        assert!(!wildcard_match(&pattern, &other));
+        assert_eq!(path_pattern("/"), path_pattern(""));
+    }
+
+    #[test]
+    fn parts_are_length_prefixed() {
+        assert_ne!(
+            request("/", [&b"ab"[..], b"c"]),
+            request("/", [&b"a"[..], b"bc"])
+        );
+    }
+}
