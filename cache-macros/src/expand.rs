@@ -307,6 +307,88 @@ pub(crate) fn detect_mode(output: &ReturnType) -> Mode {
     }
 }
 
+/// The first type argument of a path type (`T` of `Result<T, E>`, `io::Result<T>`,
+/// `Option<T>`), which is what `returns = "result"` and `"option"` store.
+fn first_type_argument(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = strip(ty) else {
+        return None;
+    };
+    let PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|arg| match arg {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    })
+}
+
+/// The types a stored value of type `ty` is made of, for the error of one that cannot be
+/// stored: seen through (by the last segment of their paths, like `Result`) `Option`, `Vec`,
+/// `VecDeque`, `Box`, `Arc`, `Rc`, sets, maps (keys and values), `Result` (both sides),
+/// tuples, arrays and slices, whose serde implementations need the same of what they hold.
+/// Anything else is a part itself. An error names the part that cannot be stored; a wrong
+/// guess costs nothing, since the parts are checked only when the whole cannot be stored.
+fn stored_parts<'a>(ty: &'a Type, parts: &mut Vec<&'a Type>) {
+    match strip(ty) {
+        Type::Tuple(tuple) if !tuple.elems.is_empty() => {
+            for elem in &tuple.elems {
+                stored_parts(elem, parts);
+            }
+        }
+        Type::Array(array) => stored_parts(&array.elem, parts),
+        Type::Slice(slice) => stored_parts(&slice.elem, parts),
+        Type::Path(path) if path.qself.is_none() => {
+            let Some(last) = path.path.segments.last() else {
+                return parts.push(ty);
+            };
+            let args: Vec<&Type> = match &last.arguments {
+                PathArguments::AngleBracketed(args) => args
+                    .args
+                    .iter()
+                    .filter_map(|arg| match arg {
+                        syn::GenericArgument::Type(ty) => Some(ty),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let inside: &[&Type] = match (last.ident.to_string().as_str(), args.as_slice()) {
+                ("Box" | "Arc" | "Rc", [inner]) if unsized_type(inner) => &[],
+                ("Option" | "Vec" | "VecDeque" | "LinkedList" | "Box" | "Arc" | "Rc", [inner]) => {
+                    std::slice::from_ref(inner)
+                }
+                ("HashSet" | "BTreeSet", [inner, ..]) => std::slice::from_ref(inner),
+                ("HashMap" | "BTreeMap", [key, value, ..]) => &[*key, *value],
+                ("Result", [ok, err]) => &[*ok, *err],
+                _ => &[],
+            };
+            if inside.is_empty() {
+                parts.push(ty);
+            }
+            for inner in inside {
+                stored_parts(inner, parts);
+            }
+        }
+        _ => parts.push(ty),
+    }
+}
+
+/// Whether `ty` is a type without a size that serde stores behind a pointer (`Box<str>`):
+/// such a pointer is a part itself.
+fn unsized_type(ty: &Type) -> bool {
+    match strip(ty) {
+        Type::Slice(_) => false,
+        Type::TraitObject(_) => true,
+        Type::Path(path) => path.path.segments.last().is_some_and(|last| {
+            matches!(
+                last.ident.to_string().as_str(),
+                "str" | "Path" | "OsStr" | "CStr"
+            )
+        }),
+        _ => false,
+    }
+}
+
 /// The `format_args!` of a key template: the template with `{arg.field}` paths renamed, and
 /// the named arguments (`id = id`, `__cache_f0 = &auth.user_id`, through an `Option` argument
 /// `__cache_f0 = OrNone(auth.as_ref().map(..))`). Placeholders that name no argument, or a
@@ -588,42 +670,85 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
         &format!("{}u64", args.expire.unwrap_or(DEFAULT_EXPIRE)),
         Span::call_site(),
     );
-    let resolved_mode = mode;
-    let mode = Ident::new(mode.function_name(), ret_span);
-    let mode = quote_spanned!(ret_span=> ::cache_runtime::__private::#mode);
+    let mode_name = Ident::new(mode.function_name(), ret_span);
 
     let fake_return = fake_return(&ret_ty, ret_span);
     let mut block = TokenStream::new();
     brace.surround(&mut block, |tokens| tokens.extend(body));
-    // Spanned at the return type, so that a return type the runtime cannot store is reported
-    // there rather than at the attribute.
-    // The value type, for the runtime to keep decoded copies of types that can be cloned.
-    // Spanned at the return type like the call, so that a value type the runtime cannot
-    // store is still reported there and not at the attribute.
-    let value_ty = match (&web_shape, resolved_mode) {
-        (Some(shape), _) => {
-            quote_spanned!(ret_span=> <#shape as ::cache_runtime::__private::web::Shape>::Value)
+    // The value type, what is stored: for the runtime to keep decoded copies of types that
+    // can be cloned, and to pick the engine. Named without serde bounds (the shape's value
+    // spelled out, `Returns` rather than `Outcome`), so that a value type that cannot be
+    // stored is reported by the check below only. Spanned at the return type, so that what
+    // is reported there is not reported at the attribute.
+    let private = quote!(::cache_runtime::__private);
+    let (value_ty, stored_ty) = match (&web_shape, mode) {
+        (Some((_, value)), _) => (quote_spanned!(ret_span=> #value), Some(value.clone())),
+        (None, Mode::Value) => (
+            quote_spanned!(ret_span=> #ret_ty),
+            match &sig.output {
+                ReturnType::Type(_, ty) => Some((**ty).clone()),
+                ReturnType::Default => None,
+            },
+        ),
+        (None, Mode::Result | Mode::Option) => (
+            quote_spanned!(ret_span=> <#ret_ty as #private::Returns>::Value),
+            match &sig.output {
+                ReturnType::Type(_, ty) => first_type_argument(ty).cloned(),
+                ReturnType::Default => None,
+            },
+        ),
+    };
+    // The check of the value type: `Kind` names it and the types the macro finds inside it
+    // (through `Option`, `Vec`, `Box`, tuples...), each checked at its own span, so that a
+    // value type that cannot be stored gets one error, at the type that lacks serde's traits,
+    // or at the whole value type when each part it is made of can be stored.
+    let (parts, whole) = match &stored_ty {
+        Some(ty) => {
+            let mut parts = Vec::new();
+            stored_parts(ty, &mut parts);
+            let mut seen = Vec::new();
+            parts.retain(|part| {
+                let text = part.to_token_stream().to_string();
+                let new = !seen.contains(&text);
+                seen.push(text);
+                new
+            });
+            let parts: Vec<TokenStream> =
+                parts.into_iter().map(ToTokens::to_token_stream).collect();
+            (parts, ty.to_token_stream())
         }
-        (None, Mode::Value) => quote_spanned!(ret_span=> #ret_ty),
-        (None, Mode::Result | Mode::Option) => {
-            quote_spanned!(ret_span=> <#ret_ty as ::cache_runtime::__private::Outcome>::Value)
+        None => (vec![value_ty.clone()], value_ty.clone()),
+    };
+    let list = parts.iter().rev().fold(
+        quote!(#private::End),
+        |rest, part| quote!(#private::Part<#part, #rest>),
+    );
+    let part_checks = parts
+        .iter()
+        .map(|part| quote_spanned!(part.span()=> __cache_kind.check_part::<#part>();));
+    let stored = quote_spanned! {ret_span=>
+        {
+            #[allow(unused_imports)]
+            use #private::{PickParts as _, PickStored as _, PickWhole as _};
+            let __cache_kind = &&&#private::Kind::<#value_ty, #list>::NEW;
+            #(#part_checks)*
+            __cache_kind.check_whole::<#whole>();
+            __cache_kind.pick()
         }
     };
     let mode = match &web_shape {
-        Some(shape) => {
-            quote_spanned!(ret_span=> ::cache_runtime::__private::web::shaped::<#shape, _, _>)
-        }
-        None => mode,
+        Some((shape, _)) => quote_spanned!(ret_span=> shaped::<#shape, _, _>),
+        None => quote!(#mode_name),
     };
     let reuse = quote_spanned! {ret_span=>
         {
             #[allow(unused_imports)]
-            use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
-            (&&::cache_runtime::__private::Reusable::<#value_ty>::NEW).reuse()
+            use #private::{ReuseByClone as _, ReuseNot as _};
+            (&&#private::Reusable::<#value_ty>::NEW).reuse()
         }
     };
     let call = quote_spanned! {ret_span=>
-        #mode(__cache_ticket, __cache_reuse, move || async move {
+        __cache_stored.#mode(__cache_ticket, __cache_reuse, move || async move {
             #fake_return
             #block
         })
@@ -641,6 +766,7 @@ fn gen_function(args: CacheArgs, function: CachedFn) -> syn::Result<TokenStream>
                 ..::cache_runtime::__private::Spec::DEFAULT
             };
         let __cache_reuse = #reuse;
+        let __cache_stored = #stored;
         #ticket
         #call
     };
@@ -702,6 +828,17 @@ mod tests {
                     use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
                     (&&::cache_runtime::__private::Reusable::<u64>::NEW).reuse()
                 };
+                let __cache_stored = {
+                    #[allow(unused_imports)]
+                    use ::cache_runtime::__private::{PickParts as _, PickStored as _, PickWhole as _};
+                    let __cache_kind = &&&::cache_runtime::__private::Kind::<
+                        u64,
+                        ::cache_runtime::__private::Part<u64, ::cache_runtime::__private::End>
+                    >::NEW;
+                    __cache_kind.check_part::<u64>();
+                    __cache_kind.check_whole::<u64>();
+                    __cache_kind.pick()
+                };
                 let __cache_ticket = {
                     #[allow(non_camel_case_types, dead_code)] struct a {}
                     #[allow(non_camel_case_types, dead_code)] struct b {}
@@ -714,7 +851,7 @@ mod tests {
                         __cache_reuse,
                     )
                 };
-                ::cache_runtime::__private::value(__cache_ticket, __cache_reuse, move || async move {
+                __cache_stored.value(__cache_ticket, __cache_reuse, move || async move {
                     #allow
                     if false {
                         let __cache_fake_return: u64 = ::core::unreachable!();
@@ -753,10 +890,21 @@ mod tests {
                     use ::cache_runtime::__private::{ReuseByClone as _, ReuseNot as _};
                     (&&::cache_runtime::__private::Reusable::<()>::NEW).reuse()
                 };
+                let __cache_stored = {
+                    #[allow(unused_imports)]
+                    use ::cache_runtime::__private::{PickParts as _, PickStored as _, PickWhole as _};
+                    let __cache_kind = &&&::cache_runtime::__private::Kind::<
+                        (),
+                        ::cache_runtime::__private::Part<(), ::cache_runtime::__private::End>
+                    >::NEW;
+                    __cache_kind.check_part::<()>();
+                    __cache_kind.check_whole::<()>();
+                    __cache_kind.pick()
+                };
                 let __cache_ticket = {
                     ::cache_runtime::__private::hashed(&__CACHE_SPEC, &[], __cache_reuse,)
                 };
-                ::cache_runtime::__private::value(__cache_ticket, __cache_reuse, move || async move {
+                __cache_stored.value(__cache_ticket, __cache_reuse, move || async move {
                     #allow
                     if false {
                         let __cache_fake_return: () = ::core::unreachable!();
@@ -1028,7 +1176,7 @@ mod tests {
             let actual = expanded(attr, quote!(async fn f() #ret { Default::default() }));
             ["value", "result", "option"]
                 .into_iter()
-                .find(|mode| actual.contains(&format!(":: __private :: {mode} (__cache_ticket")))
+                .find(|mode| actual.contains(&format!("__cache_stored . {mode} (__cache_ticket")))
                 .expect("a mode")
         };
         assert_eq!(mode(quote!(), quote!()), "value");
@@ -1048,6 +1196,68 @@ mod tests {
             mode(quote!(-> Result<u8, E>), quote!(returns = "value")),
             "value"
         );
+    }
+
+    #[test]
+    fn each_part_of_the_value_type_is_checked() {
+        let checks = |ret: TokenStream, attr: TokenStream| {
+            let actual = expanded(attr, quote!(async fn f() #ret { Default::default() }));
+            let check = |name: &str| {
+                let start = format!("__cache_kind . {name} :: < ");
+                actual
+                    .split(&start)
+                    .skip(1)
+                    .map(|rest| rest[..rest.find(" > () ;").expect("a check")].to_owned())
+                    .collect::<Vec<_>>()
+            };
+            (check("check_part"), check("check_whole"))
+        };
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            checks(quote!(-> Result<Option<View>, E>), quote!()),
+            (strings(&["View"]), strings(&["Option < View >"]))
+        );
+        assert_eq!(
+            checks(
+                quote!(-> (u8, Vec<Box<View>>, HashMap<K, [V; 2]>, Box<str>)),
+                quote!()
+            ),
+            (
+                strings(&["u8", "View", "K", "V", "Box < str >"]),
+                strings(&["(u8 , Vec < Box < View > > , HashMap < K , [V ; 2] > , Box < str >)"])
+            )
+        );
+        assert_eq!(
+            checks(quote!(-> (View, Option<View>, Page<View>)), quote!()),
+            (
+                strings(&["View", "Page < View >"]),
+                strings(&["(View , Option < View > , Page < View >)"])
+            ),
+            "each part once"
+        );
+        let projection = ":: cache_runtime :: __private :: Returns > :: Value";
+        let (parts, whole) = checks(quote!(-> Lookup), quote!(returns = "result"));
+        assert!(
+            parts.len() == 1 && parts[0].ends_with(projection),
+            "{parts:?}"
+        );
+        assert_eq!(parts, whole);
+        assert_eq!(
+            checks(quote!(), quote!()),
+            (strings(&["()"]), strings(&["()"]))
+        );
+        if cfg!(feature = "axum") {
+            assert_eq!(
+                checks(
+                    quote!(-> Result<(StatusCode, Json<Vec<View>>), E>),
+                    quote!()
+                ),
+                (
+                    strings(&["u16", "View"]),
+                    strings(&["(u16 , Vec < View >)"])
+                )
+            );
+        }
     }
 
     #[test]

@@ -33,7 +33,10 @@ mod web;
 /// ```
 ///
 /// The value (the `T` of `Result<T, E>` or `Option<T>`) must implement `serde::Serialize` and
-/// `serde::de::DeserializeOwned`; so must every argument that is hashed into the key.
+/// `serde::de::DeserializeOwned` (`cache_runtime::Storable`); every argument that is hashed
+/// into the key must implement `serde::Serialize`. A value that does not is one compile error
+/// per function, at the type inside it that lacks the traits (`ArticleView` in
+/// `Result<Option<ArticleView>, E>`).
 ///
 /// # Arguments
 ///

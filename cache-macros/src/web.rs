@@ -53,8 +53,10 @@ pub(crate) fn extractor(ty: &Type) -> Option<Extractor> {
 }
 
 /// The `__private` shape of a return type stored by its inner value: `Json<T>`, `Html<T>`,
-/// `(StatusCode, S)`, and `Result<S, E>` / `Option<S>` of those. `None` for other types.
-pub(crate) fn shape(ty: &Type) -> Option<TokenStream> {
+/// `(StatusCode, S)`, and `Result<S, E>` / `Option<S>` of those, with the type it stores (the
+/// shape's `Value`, spelled out so that naming it needs no serde bounds). `None` for other
+/// types.
+pub(crate) fn shape(ty: &Type) -> Option<(TokenStream, Type)> {
     let private = quote!(::cache_runtime::__private::web);
     if let Type::Tuple(tuple) = strip(ty) {
         let mut elems = tuple.elems.iter();
@@ -64,23 +66,27 @@ pub(crate) fn shape(ty: &Type) -> Option<TokenStream> {
         if last(status)?.0 != "StatusCode" {
             return None;
         }
-        let inner = shape(inner).unwrap_or_else(|| quote!(#private::PlainOf<#inner>));
-        return Some(quote!(#private::StatusOf<#inner>));
+        let (inner, value) =
+            shape(inner).unwrap_or_else(|| (quote!(#private::PlainOf<#inner>), inner.clone()));
+        return Some((
+            quote!(#private::StatusOf<#inner>),
+            syn::parse_quote!((u16, #value)),
+        ));
     }
     let (name, args) = last(ty)?;
     match (name.as_str(), args.as_slice()) {
-        ("Json", [inner]) => Some(quote!(#private::JsonOf<#inner>)),
-        ("Html", [inner]) => Some(quote!(#private::HtmlOf<#inner>)),
+        ("Json", [inner]) => Some((quote!(#private::JsonOf<#inner>), (*inner).clone())),
+        ("Html", [inner]) => Some((quote!(#private::HtmlOf<#inner>), (*inner).clone())),
         ("Result", [ok, rest @ ..]) => {
-            let ok = shape(ok)?;
+            let (ok, value) = shape(ok)?;
             let err = rest
                 .first()
                 .map_or_else(|| quote!(_), |e| e.to_token_stream());
-            Some(quote!(#private::ResultOf<#ok, #err>))
+            Some((quote!(#private::ResultOf<#ok, #err>), value))
         }
         ("Option", [some]) => {
-            let some = shape(some)?;
-            Some(quote!(#private::OptionOf<#some>))
+            let (some, value) = shape(some)?;
+            Some((quote!(#private::OptionOf<#some>), value))
         }
         _ => None,
     }

@@ -53,6 +53,7 @@ mod random;
 mod scope;
 mod spares;
 mod stats;
+mod storable;
 mod store;
 mod sync;
 mod throttle;
@@ -74,3 +75,9 @@ pub use error::{CacheError, ConfigError, Source};
 pub use probe::evict;
 pub use scope::Scope;
 pub use stats::{NamespaceStats, Stats};
+pub use storable::Storable;
+
+// The checks of a value type that cannot be stored, also named here so that the compiler's
+// note on the bound that failed does not send a reader to `__private`.
+#[doc(hidden)]
+pub use call::{PickParts, PickWhole};

@@ -3,8 +3,9 @@
 
 pub use crate::call::{
     arg, arg_boxed, arg_option, arg_self, arg_vec, hashed, hashed_in, hashed_typed,
-    hashed_typed_in, keyed, keyed_in, option, result, value, CacheRef, Call, KeyPart, Outcome,
-    Reusable, Reuse, ReuseByClone, ReuseNot, SelfKeyPart, Spec, Start, Ticket,
+    hashed_typed_in, keyed, keyed_in, option, result, value, AllStorable, CacheRef, Call, End,
+    KeyPart, Kind, Outcome, Part, PickParts, PickStored, PickWhole, Returns, Reusable, Reuse,
+    ReuseByClone, ReuseNot, SelfKeyPart, Spec, Start, Stored, Ticket, Unstored,
 };
 pub use crate::counters::NamespaceSlot;
 pub use crate::invalidate::{

@@ -5,11 +5,13 @@
 //! - [`run`]: cache-aside with single-flight for a call the hot set did not answer;
 //! - [`lock`]: the cross-process lock held around a miss;
 //! - [`outcome`]: which part of a result is stored; [`reuse`]: how values are kept decoded;
-//! - [`future`]: the small future a call returns.
+//! - [`future`]: the small future a call returns;
+//! - [`kind`]: whether the value type can be stored, picked at compile time.
 //!
 //! The entry points below are what the macro's expansion calls, through `__private`.
 
 mod future;
+mod kind;
 mod lock;
 mod outcome;
 mod reuse;
@@ -23,7 +25,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use future::Call;
-pub use outcome::Outcome;
+pub use kind::{AllStorable, End, Kind, Part, PickParts, PickStored, PickWhole, Stored, Unstored};
+pub use outcome::{Outcome, Returns};
 pub use reuse::{Reusable, Reuse, ReuseByClone, ReuseNot};
 pub use spec::Spec;
 pub use ticket::{

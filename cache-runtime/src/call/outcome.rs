@@ -22,6 +22,27 @@ pub trait Outcome {
     fn unstored(&mut self) {}
 }
 
+/// What is stored of a `Result` (its `Ok` value) or an `Option` (its `Some` value), without
+/// the serde bounds of [`Outcome`]: the macro names a function's value type with it, so that
+/// a value type that cannot be stored is reported once, by the check of `Kind`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Result` or an `Option`, so `#[cache]` cannot tell which part of it to store",
+    label = "`#[cache]` stores the `Ok` value of a `Result` and the `Some` value of an `Option`",
+    note = "a `Result` or `Option` of your own: write `returns = \"value\"` to store it whole"
+)]
+pub trait Returns {
+    /// The `T` of `Result<T, E>` or `Option<T>`.
+    type Value;
+}
+
+impl<T, E> Returns for Result<T, E> {
+    type Value = T;
+}
+
+impl<T> Returns for Option<T> {
+    type Value = T;
+}
+
 /// A plain value, stored whole.
 pub(crate) struct Plain<T>(pub(crate) T);
 
