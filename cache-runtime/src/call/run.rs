@@ -39,6 +39,18 @@ enum Lookup<T> {
     Miss,
     /// The store could not be asked: the result is not stored either.
     Unavailable,
+    /// The store's connection was found closed: ask once more before anything else.
+    Dropped,
+}
+
+/// What a hit gets, by the time its entry has left.
+enum Verdict {
+    /// The value.
+    Serve,
+    /// Past its TTL, kept for `stale_if_error`: recomputed, the copy served if that fails.
+    Stale,
+    /// Near its end (`refresh`): one caller recomputes it.
+    Refresh,
 }
 
 /// What identifies a call in a hot set, once its key is made.
@@ -118,13 +130,41 @@ impl Keyed {
         want_ttl: bool,
         reuse: Option<Reuse<T>>,
     ) -> Lookup<T> {
-        // Read before the store is, so that a change made meanwhile keeps the copy out of
-        // the hot set.
-        let seen = match self.ident {
+        let seen = self.seen();
+        let fetch = self.backend.store.get(&self.key, want_ttl).await;
+        self.looked(fetch, seen, reuse)
+    }
+
+    /// The hot set's epoch of this call's key, read before the store is, so that a change
+    /// made meanwhile keeps the copy out of the hot set.
+    #[inline]
+    fn seen(&self) -> Option<Seen> {
+        match self.ident {
             Ident::None => None,
             _ => self.backend.hot().map(|hot| hot.epochs.seen(&self.key)),
-        };
-        match self.backend.store.get(&self.key, want_ttl).await {
+        }
+    }
+
+    /// [`lookup`](Self::lookup) once more, after the store found its connection closed.
+    async fn lookup_again<T: DeserializeOwned>(
+        &self,
+        want_ttl: bool,
+        reuse: Option<Reuse<T>>,
+    ) -> Lookup<T> {
+        let seen = self.seen();
+        let fetch = self.backend.store.get_again(&self.key, want_ttl).await;
+        self.looked(fetch, seen, reuse)
+    }
+
+    /// What a lookup's answer means for this call.
+    #[inline]
+    fn looked<T: DeserializeOwned>(
+        &self,
+        fetch: Fetch,
+        seen: Option<Seen>,
+        reuse: Option<Reuse<T>>,
+    ) -> Lookup<T> {
+        match fetch {
             Fetch::Hit(held, left) => {
                 let slot = reuse.zip(held.slot());
                 if let Some((reuse, slot)) = slot {
@@ -155,6 +195,7 @@ impl Keyed {
                 self.count(false);
                 Lookup::Miss
             }
+            Fetch::Dropped => Lookup::Dropped,
             Fetch::Unavailable => {
                 self.backend
                     .counters
@@ -205,29 +246,54 @@ impl Keyed {
         reuse: Option<Reuse<O::Value>>,
         body: B,
     ) -> O {
-        let spec = self.spec;
-        let stale_window = Duration::from_secs(spec.stale_if_error);
-        let want_ttl = spec.wants_ttl();
+        let want_ttl = self.spec.wants_ttl();
         // Everything but a plain hit is boxed, like everything only a miss needs: a hit then
         // moves and polls a small future.
         match self.lookup::<O::Value>(want_ttl, reuse).await {
-            Lookup::Hit(value, left) => {
-                // The store's TTL includes the stale window; what is left of the real TTL:
-                let fresh = left.map(|left| left.saturating_sub(stale_window));
-                match fresh {
-                    Some(Duration::ZERO) if spec.stale_if_error > 0 => {
-                        Box::pin(self.miss(true, body, Some(value))).await
-                    }
-                    Some(fresh)
-                        if spec.refresh > 0 && fresh <= Duration::from_secs(spec.refresh) =>
-                    {
-                        Box::pin(self.refresh(value, body)).await
-                    }
-                    _ => O::from_value(value),
-                }
-            }
+            Lookup::Hit(value, left) => match self.verdict(left) {
+                Verdict::Serve => O::from_value(value),
+                Verdict::Stale => Box::pin(self.miss(true, body, Some(value))).await,
+                Verdict::Refresh => Box::pin(self.refresh(value, body)).await,
+            },
             Lookup::Miss => Box::pin(self.miss(true, body, None)).await,
             Lookup::Unavailable => Box::pin(self.miss(false, body, None)).await,
+            Lookup::Dropped => Box::pin(self.after_drop(reuse, body)).await,
+        }
+    }
+
+    /// What a hit whose entry has `left` to live gets.
+    #[inline]
+    fn verdict(&self, left: Option<Duration>) -> Verdict {
+        let spec = self.spec;
+        // The store's TTL includes the stale window; what is left of the real TTL:
+        let fresh = left.map(|left| left.saturating_sub(Duration::from_secs(spec.stale_if_error)));
+        match fresh {
+            Some(Duration::ZERO) if spec.stale_if_error > 0 => Verdict::Stale,
+            Some(fresh) if spec.refresh > 0 && fresh <= Duration::from_secs(spec.refresh) => {
+                Verdict::Refresh
+            }
+            _ => Verdict::Serve,
+        }
+    }
+
+    /// [`run`](Self::run) after the store found its connection closed: one more lookup, on a
+    /// fresh connection, so that a Redis that answers still serves this call's hit.
+    async fn after_drop<O: Outcome, B: FnOnce() -> F, F: Future<Output = O>>(
+        &self,
+        reuse: Option<Reuse<O::Value>>,
+        body: B,
+    ) -> O {
+        match self
+            .lookup_again::<O::Value>(self.spec.wants_ttl(), reuse)
+            .await
+        {
+            Lookup::Hit(value, left) => match self.verdict(left) {
+                Verdict::Serve => O::from_value(value),
+                Verdict::Stale => self.miss(true, body, Some(value)).await,
+                Verdict::Refresh => self.refresh(value, body).await,
+            },
+            Lookup::Miss => self.miss(true, body, None).await,
+            Lookup::Unavailable | Lookup::Dropped => self.miss(false, body, None).await,
         }
     }
 

@@ -32,6 +32,11 @@ pub(crate) enum Fetch {
     Miss,
     /// The store could not be asked (unreachable, timed out, answered an error).
     Unavailable,
+    /// The connection the lookup went out on was found closed (a server restart, an idle
+    /// timeout, `CLIENT KILL`, a failover) and has been dropped: asking once more
+    /// ([`Store::get_again`]) may well answer.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Dropped,
 }
 
 /// What a lookup hands out: bytes fresh from a reply, or an in-process copy, which keeps a
@@ -86,6 +91,12 @@ pub(crate) struct Page {
 pub(crate) trait Store: Send + Sync {
     /// The entry under `key`; with `want_ttl`, also the time it has left.
     fn get(&self, key: &str, want_ttl: bool) -> impl Future<Output = Fetch> + Send;
+
+    /// [`get`](Self::get) once more, after it said [`Fetch::Dropped`]: on a fresh connection,
+    /// within one command timeout. Never [`Fetch::Dropped`] again.
+    fn get_again(&self, key: &str, want_ttl: bool) -> impl Future<Output = Fetch> + Send {
+        self.get(key, want_ttl)
+    }
 
     /// The fence of `key` now, read by a miss before its body runs; `None` when it cannot be
     /// read (the store is unreachable): the result is then not stored.
@@ -242,6 +253,10 @@ impl Store for AnyStore {
             let AnyStore::Memory(store) = self;
             store.get(key, want_ttl)
         }
+    }
+
+    async fn get_again(&self, key: &str, want_ttl: bool) -> Fetch {
+        dispatch!(self, store => store.get_again(key, want_ttl).await)
     }
 
     async fn fence(&self, key: &str) -> Option<Fence> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::{RedisError, Script};
 
 use super::batch::Failure;
-use super::{near, RedisStore};
+use super::{errors, near, RedisStore};
 use crate::counters::Count;
 use crate::fence::Fence;
 use crate::keys;
@@ -83,6 +83,13 @@ impl RedisStore {
                     "cache entry holds another redis type; overwriting it"
                 );
                 Fetch::Miss
+            }
+            // Not an outage yet: the caller asks once more, on a fresh connection (the
+            // failure came at once: a timeout does not break a connection).
+            Err(e) if errors::breaks_connection(&e) => {
+                drop(permit);
+                self.conns.dropped(&e);
+                Fetch::Dropped
             }
             Err(e) => {
                 permit.failure();

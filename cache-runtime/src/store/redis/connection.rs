@@ -181,6 +181,13 @@ impl Connections {
         throttled!(warn, "redis {op} failed, running uncached: {e}");
     }
 
+    /// Drops the shared connection after a command found it closed (a server restart, an
+    /// idle timeout, `CLIENT KILL`, a failover), before the command is retried on a fresh one.
+    pub(super) fn dropped(&self, e: &RedisError) {
+        tracing::debug!("redis connection closed ({e}); retrying on a fresh one");
+        self.replace_shared(None);
+    }
+
     fn replace_shared(&self, shared: Option<Shared>) {
         // The id first: a call that sees the new id but still the old connection only misses
         // its spare and clones the old one, which then fails or works like any late call.

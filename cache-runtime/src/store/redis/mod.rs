@@ -49,6 +49,8 @@ pub(crate) struct RedisStore {
     index: Index,
     /// How long a cross-process lock is held at most, and waited for.
     lock_timeout: Duration,
+    /// How long a command may take: the bound of a lookup's retry on a fresh connection.
+    command_timeout: Duration,
     /// Lookups that start together go out together, as one `MGET`.
     batcher: Batcher,
     near: Option<Arc<Near>>,
@@ -103,6 +105,7 @@ impl RedisStore {
             counters,
             index: Index::new(config.clock_skew.as_secs_f64().ceil() as u64),
             lock_timeout: config.lock_timeout,
+            command_timeout: config.command_timeout,
             batcher: Batcher::default(),
             near,
             channel: keys::channel(&config.prefix),
@@ -121,6 +124,14 @@ impl RedisStore {
 impl Store for RedisStore {
     fn get(&self, key: &str, want_ttl: bool) -> impl Future<Output = Fetch> + Send {
         self.lookup(key, want_ttl)
+    }
+
+    async fn get_again(&self, key: &str, want_ttl: bool) -> Fetch {
+        let again = tokio::time::timeout(self.command_timeout, self.lookup(key, want_ttl));
+        match again.await {
+            Ok(Fetch::Dropped) | Err(_) => Fetch::Unavailable,
+            Ok(fetch) => fetch,
+        }
     }
 
     async fn fence(&self, key: &str) -> Option<Fence> {
