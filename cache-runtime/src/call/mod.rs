@@ -133,11 +133,13 @@ where
             Err(keyed) => keyed,
         },
     };
+    // Only the lookup is polled in place: what else may run (the body, a refresh) is boxed,
+    // so that the future of every call, hits included, stays small to move.
     match keyed {
-        Some(keyed) if fresh => keyed.renew(body).await,
+        Some(keyed) if fresh => Box::pin(keyed.renew(body)).await,
         Some(keyed) => keyed.run(reuse, body).await,
         None => {
-            let mut outcome = body().await;
+            let mut outcome = Box::pin(body()).await;
             outcome.unstored();
             outcome
         }

@@ -17,42 +17,48 @@ use super::args::hex;
 /// The first segment: what marks the layer's entries.
 const TAG: &str = "http";
 
-/// The hash of a path, with a trailing `/` (but for the root) left off, so that `/a/` and `/a`
+/// The MD5 of a path, with a trailing `/` (but for the root) left off, so that `/a/` and `/a`
 /// are cleared together.
-fn path_hash(path: &str) -> String {
+fn path_sum(path: &str) -> [u8; 16] {
     let trimmed = match path.trim_end_matches('/') {
         "" => "/",
         trimmed => trimmed,
     };
-    hex(&Md5::digest(trimmed.as_bytes()).into()).to_string()
+    Md5::digest(trimmed.as_bytes()).into()
 }
 
 /// The MD5 of `parts`, each preceded by its length, so that no two lists share a digest.
-fn digest_of<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+fn digest_of<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> [u8; 16] {
     let mut md5 = Md5::new();
     for part in parts {
         md5.update((part.len() as u64).to_le_bytes());
         md5.update(part);
     }
-    hex(&md5.finalize().into()).to_string()
+    md5.finalize().into()
 }
 
 /// The key segment of a request to `path`: `http:{md5 of path}:{md5 of parts}`, where `parts`
 /// are what else tells requests apart (method, host, path, sorted query, named headers,
 /// identity).
 pub(crate) fn request<'a>(path: &str, parts: impl IntoIterator<Item = &'a [u8]>) -> String {
-    format!("{TAG}:{}:{}", path_hash(path), digest_of(parts))
+    let mut out = String::with_capacity(TAG.len() + 2 + 64);
+    out.push_str(TAG);
+    out.push(':');
+    out.push_str(&hex(&path_sum(path)));
+    out.push(':');
+    out.push_str(&hex(&digest_of(parts)));
+    out
 }
 
 /// The key segment of one variant of the response at `primary` (a [`request`] segment), for
 /// the values of the request headers the response varies by.
 pub(crate) fn variant<'a>(primary: &str, values: impl IntoIterator<Item = &'a [u8]>) -> String {
-    format!("{primary}:{}", digest_of(values))
+    format!("{primary}:{}", &*hex(&digest_of(values)))
 }
 
 /// The pattern, within the layer's namespace, of every entry of `path`.
 pub(crate) fn path_pattern(path: &str) -> String {
-    format!("{TAG}:{}:*", path_hash(path))
+    format!("{TAG}:{}:*", &*hex(&path_sum(path)))
 }
 
 #[cfg(test)]

@@ -283,15 +283,45 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
         let started = Instant::now();
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or_else(|| "-".to_owned(), |path| path.as_str().to_owned());
+        let route = request.extensions().get::<MatchedPath>().cloned();
         Box::pin(async move {
             let response = shared.serve(inner, request).await?;
+            let route = route.as_ref().map_or("-", MatchedPath::as_str);
             shared.measured(route, &response, started);
             Ok(response)
         })
+    }
+}
+
+/// The most routes whose metrics are labelled apart; later ones are labelled `-`.
+const MAX_ROUTES: usize = 1024;
+
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The metrics' keys of one route, by `X-Cache` (HIT, MISS, SKIP).
+struct RouteKeys {
+    responses: [metrics::Key; 3],
+    seconds: [metrics::Key; 3],
+}
+
+impl RouteKeys {
+    fn new(namespace: &str, route: &str) -> Self {
+        let key = |name: &'static str, how: &'static str| {
+            metrics::Key::from_parts(
+                name,
+                vec![
+                    metrics::Label::new("namespace", namespace.to_owned()),
+                    metrics::Label::new("route", route.to_owned()),
+                    metrics::Label::new("x_cache", how),
+                ],
+            )
+        };
+        let by = |name| [key(name, "HIT"), key(name, "MISS"), key(name, "SKIP")];
+        RouteKeys {
+            responses: by("cache_http_responses_total"),
+            seconds: by("cache_http_seconds"),
+        }
     }
 }
 
@@ -304,6 +334,8 @@ struct Shared {
     spec: Option<&'static Spec>,
     /// `Cache-Control` for responses whose handler set none.
     client_cache_control: HeaderValue,
+    /// The metrics' keys of each route seen.
+    routes: std::sync::RwLock<std::collections::HashMap<Box<str>, RouteKeys>>,
 }
 
 /// `X-Cache` values.
@@ -338,23 +370,44 @@ impl Shared {
             config,
             spec,
             client_cache_control,
+            routes: Default::default(),
         }
     }
 
-    /// Counts and times a response in the `metrics` facade.
-    fn measured(&self, route: String, response: &Response<Body>, started: Instant) {
+    /// Counts and times a response in the `metrics` facade. The metrics' keys of a route are
+    /// made once; each response asks the recorder installed now (none: nothing happens).
+    fn measured(&self, route: &str, response: &Response<Body>, started: Instant) {
         let how = match response.headers().get(X_CACHE).map(HeaderValue::as_bytes) {
-            Some(b"HIT") => "HIT",
-            Some(b"MISS") => "MISS",
-            _ => "SKIP",
+            Some(b"HIT") => 0,
+            Some(b"MISS") => 1,
+            _ => 2,
         };
-        let labels = [
-            ("namespace", self.config.namespace.clone()),
-            ("route", route),
-            ("x_cache", how.to_owned()),
-        ];
-        metrics::counter!("cache_http_responses_total", &labels).increment(1);
-        metrics::histogram!("cache_http_seconds", &labels).record(started.elapsed());
+        let elapsed = started.elapsed();
+        let count = |keys: &RouteKeys| {
+            metrics::with_recorder(|recorder| {
+                recorder
+                    .register_counter(&keys.responses[how], &METADATA)
+                    .increment(1);
+                recorder
+                    .register_histogram(&keys.seconds[how], &METADATA)
+                    .record(elapsed);
+            })
+        };
+        if let Some(keys) = crate::sync::read(&self.routes).get(route) {
+            return count(keys);
+        }
+        let mut routes = crate::sync::write(&self.routes);
+        // Routes are the application's (MatchedPath), so few; the bound is a safeguard.
+        let route = if routes.len() < MAX_ROUTES {
+            route
+        } else {
+            "-"
+        };
+        let namespace = self.config.namespace.as_str();
+        let keys = routes
+            .entry(route.into())
+            .or_insert_with(|| RouteKeys::new(namespace, route));
+        count(keys)
     }
 
     async fn serve<S, ReqB, ResB>(
@@ -367,21 +420,23 @@ impl Shared {
         ResB: HttpBody<Data = Bytes> + Send + 'static,
         ResB::Error: Into<BoxError>,
     {
+        // What is not a read is boxed: a hit's future stays small to build and move.
         let Some(spec) = self.spec else {
-            return Ok(tagged(handle(inner, request).await?, SKIP));
+            return Ok(tagged(Box::pin(handle(inner, request)).await?, SKIP));
         };
         let (parts, body) = request.into_parts();
         let identity = self.config.identity.as_ref().and_then(|f| f(&parts));
         match rules::plan(&parts, self.config.obey_no_cache, identity.as_deref()) {
             Plan::Pass => {
                 let request = Request::from_parts(parts, body);
-                Ok(tagged(handle(inner, request).await?, SKIP))
+                Ok(tagged(Box::pin(handle(inner, request)).await?, SKIP))
             }
             Plan::Write => {
                 let path = parts.uri.path().to_owned();
-                let response = handle(inner, Request::from_parts(parts, body)).await?;
+                let request = Request::from_parts(parts, body);
+                let response = Box::pin(handle(inner, request)).await?;
                 if response.status().is_success() {
-                    self.clear_path(spec, &path).await;
+                    Box::pin(self.clear_path(spec, &path)).await;
                 }
                 Ok(tagged(response, SKIP))
             }
@@ -565,7 +620,7 @@ impl Shared {
         }
         match answer.entry {
             Some(Entry::Response(stored)) => {
-                Ok(self.rebuild(&stored, head, validators, answer.ran, how))
+                Ok(self.rebuild(stored, head, validators, answer.ran, how))
             }
             // A variant's key held a list of headers: not written by this layer.
             _ => Ok(tagged(status(StatusCode::INTERNAL_SERVER_ERROR), SKIP)),
@@ -575,19 +630,34 @@ impl Shared {
     /// The response of a stored entry (`fresh`: just made by the handler).
     fn rebuild(
         &self,
-        stored: &Stored,
+        stored: Arc<Stored>,
         head: bool,
         validators: &[HeaderValue],
         fresh: bool,
         how: HeaderValue,
     ) -> Response<Body> {
-        let mut headers = stored.headers.clone();
-        headers.insert(ETAG, stored.etag.clone());
+        // Decoded for this call alone (a Redis hit), the parts are taken, not copied; a
+        // memory store's or near-cache's copy is shared, so they are cloned (cheaply: the
+        // body is reference-counted).
+        let Stored {
+            status: code,
+            mut headers,
+            body,
+            etag,
+            at,
+        } = Arc::try_unwrap(stored).unwrap_or_else(|shared| Stored {
+            status: shared.status,
+            headers: shared.headers.clone(),
+            body: shared.body.clone(),
+            etag: shared.etag.clone(),
+            at: shared.at,
+        });
+        headers.insert(ETAG, etag.clone());
         if !headers.contains_key(CACHE_CONTROL) {
             headers.insert(CACHE_CONTROL, self.client_cache_control.clone());
         }
         if !fresh {
-            let age = stored::now().saturating_sub(stored.at);
+            let age = stored::now().saturating_sub(at);
             headers.insert(AGE, HeaderValue::from(age));
         }
         headers.insert(X_CACHE, how);
@@ -595,7 +665,7 @@ impl Shared {
         for v in validators {
             inm.append(IF_NONE_MATCH, v.clone());
         }
-        if rules::not_modified(&inm, &stored.etag) {
+        if rules::not_modified(&inm, &etag) {
             // RFC 9110 §15.4.5: what a 304 carries of the response it stands for.
             let mut kept = HeaderMap::new();
             for name in [
@@ -616,13 +686,13 @@ impl Shared {
             return response;
         }
         let body = if head {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(stored.body.len()));
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
             Body::empty()
         } else {
-            Body::from(stored.body.clone())
+            Body::from(body)
         };
         let mut response = Response::new(body);
-        *response.status_mut() = stored.status;
+        *response.status_mut() = code;
         *response.headers_mut() = headers;
         response
     }
@@ -632,28 +702,25 @@ impl Shared {
         let host = rules::host(parts);
         let path = parts.uri.path();
         let query = rules::sorted_query(&parts.uri);
-        let headers: Vec<(Vec<u8>, Vec<u8>)> = self
+        let values: Vec<Vec<u8>> = self
             .config
             .headers
             .iter()
-            .map(|name| {
-                let value = rules::header_text(&parts.headers, name);
-                (name.as_str().as_bytes().to_vec(), value)
-            })
+            .map(|name| rules::header_text(&parts.headers, name))
             .collect();
         // `-` and `=id` can never be confused: an identity is marked as one.
-        let who = identity.map_or_else(|| b"-".to_vec(), |id| format!("={id}").into_bytes());
-        let mut items: Vec<&[u8]> = vec![
-            b"GET",
+        let who = identity.map(|id| format!("={id}"));
+        let who = who.as_deref().unwrap_or("-");
+        let named = self.config.headers.iter().zip(&values);
+        let items = [
+            b"GET".as_slice(),
             host.as_bytes(),
             path.as_bytes(),
             query.as_bytes(),
-            &who,
-        ];
-        for (name, value) in &headers {
-            items.push(name);
-            items.push(value);
-        }
+        ]
+        .into_iter()
+        .chain([who.as_bytes()])
+        .chain(named.flat_map(|(name, value)| [name.as_str().as_bytes(), value.as_slice()]));
         keys::response::request(path, items)
     }
 

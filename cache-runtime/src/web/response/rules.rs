@@ -2,6 +2,7 @@
 //! cache, what a request's key is made of, which responses it may store and which of their
 //! headers, and when a validator matches.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use axum::http::header::{
@@ -62,26 +63,28 @@ fn directives<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Vec<Stri
 }
 
 /// The host a request was sent to, lower-cased.
-pub(crate) fn host(parts: &request::Parts) -> String {
+pub(crate) fn host(parts: &request::Parts) -> Cow<'_, str> {
     let host = parts
         .headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
-    host.to_ascii_lowercase()
+    match host.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(host.to_ascii_lowercase()),
+        false => Cow::Borrowed(host),
+    }
 }
 
 /// The query's parameters in byte order, so that their order in the request does not matter.
-pub(crate) fn sorted_query(uri: &Uri) -> String {
-    let mut pairs: Vec<&str> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .collect();
+pub(crate) fn sorted_query(uri: &Uri) -> Cow<'_, str> {
+    let query = uri.query().unwrap_or("");
+    if !query.contains('&') {
+        return Cow::Borrowed(query);
+    }
+    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     pairs.sort_unstable();
-    pairs.join("&")
+    Cow::Owned(pairs.join("&"))
 }
 
 /// The values of header `name` in a request, as one normalised text: each value trimmed,

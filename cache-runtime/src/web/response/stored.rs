@@ -9,6 +9,7 @@
 //! {"v":1,"vary":["accept-language"]}
 //! ```
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -72,16 +73,21 @@ struct WireOut<'a> {
     at: Option<u64>,
 }
 
-/// The envelope as read.
+/// The envelope as read: text that needs no unescaping is borrowed from the stored bytes.
 #[derive(Deserialize)]
-struct WireIn {
+struct WireIn<'a> {
     v: u32,
-    vary: Option<Vec<String>>,
+    #[serde(borrow)]
+    vary: Option<Vec<Cow<'a, str>>>,
     status: Option<u16>,
-    headers: Option<Vec<(String, String)>>,
-    body: Option<String>,
-    body_b64: Option<String>,
-    etag: Option<String>,
+    #[serde(borrow)]
+    headers: Option<Vec<(Cow<'a, str>, Cow<'a, str>)>>,
+    #[serde(borrow)]
+    body: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    body_b64: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    etag: Option<Cow<'a, str>>,
     at: Option<u64>,
 }
 
@@ -149,10 +155,11 @@ impl<'de> Deserialize<'de> for Entry {
             headers.append(name, value);
         }
         let body = match (wire.body, wire.body_b64) {
-            (Some(text), None) => Bytes::from(text),
+            (Some(Cow::Owned(text)), None) => Bytes::from(text),
+            (Some(Cow::Borrowed(text)), None) => Bytes::copy_from_slice(text.as_bytes()),
             (None, Some(b64)) => Bytes::from(
                 base64::engine::general_purpose::STANDARD
-                    .decode(b64)
+                    .decode(b64.as_bytes())
                     .map_err(D::Error::custom)?,
             ),
             _ => return Err(missing("a body")),
