@@ -284,13 +284,42 @@ where
         let shared = Arc::clone(&self.shared);
         let started = Instant::now();
         let route = request.extensions().get::<MatchedPath>().cloned();
-        Box::pin(async move {
-            let response = shared.serve(inner, request).await?;
-            let route = route.as_ref().map_or("-", MatchedPath::as_str);
-            shared.measured(route, &response, started);
-            Ok(response)
-        })
+        // What the request is is found before any future is made: a read's future then
+        // holds the request once, and nothing of the other kinds of requests.
+        match shared.prepare(inner, request) {
+            Prepared::Read(read) => Box::pin(async move {
+                let response = shared.read(read).await?;
+                shared.measured(route.as_ref(), &response, started);
+                Ok(response)
+            }),
+            Prepared::Pass(inner, request, write) => Box::pin(async move {
+                let response = shared.pass(inner, request, write).await?;
+                shared.measured(route.as_ref(), &response, started);
+                Ok(response)
+            }),
+        }
     }
+}
+
+/// A request, sorted by what the layer does with it.
+enum Prepared<S, ReqB> {
+    /// A GET or HEAD the cache may answer.
+    Read(Read<S, ReqB>),
+    /// Passed on; with the spec and path of a write whose success clears that path.
+    Pass(S, Request<ReqB>, Option<(&'static Spec, String)>),
+}
+
+/// A GET or HEAD on its way through the engine.
+struct Read<S, ReqB> {
+    spec: &'static Spec,
+    /// Its key segment.
+    primary: String,
+    /// Its `If-None-Match` values.
+    validators: Vec<HeaderValue>,
+    /// The handler and the request, until the handler runs.
+    held: Option<(S, Request<ReqB>)>,
+    head: bool,
+    fresh: bool,
 }
 
 /// The most routes whose metrics are labelled apart; later ones are labelled `-`.
@@ -376,7 +405,8 @@ impl Shared {
 
     /// Counts and times a response in the `metrics` facade. The metrics' keys of a route are
     /// made once; each response asks the recorder installed now (none: nothing happens).
-    fn measured(&self, route: &str, response: &Response<Body>, started: Instant) {
+    fn measured(&self, route: Option<&MatchedPath>, response: &Response<Body>, started: Instant) {
+        let route = route.map_or("-", MatchedPath::as_str);
         let how = match response.headers().get(X_CACHE).map(HeaderValue::as_bytes) {
             Some(b"HIT") => 0,
             Some(b"MISS") => 1,
@@ -410,87 +440,86 @@ impl Shared {
         count(keys)
     }
 
-    async fn serve<S, ReqB, ResB>(
-        &self,
-        inner: S,
-        request: Request<ReqB>,
-    ) -> Result<Response<Body>, S::Error>
-    where
-        S: Service<Request<ReqB>, Response = Response<ResB>>,
-        ResB: HttpBody<Data = Bytes> + Send + 'static,
-        ResB::Error: Into<BoxError>,
-    {
-        // What is not a read is boxed: a hit's future stays small to build and move.
+    /// What the layer does with `request`.
+    fn prepare<S, ReqB>(&self, inner: S, request: Request<ReqB>) -> Prepared<S, ReqB> {
         let Some(spec) = self.spec else {
-            return Ok(tagged(Box::pin(handle(inner, request)).await?, SKIP));
+            return Prepared::Pass(inner, request, None);
         };
         let (parts, body) = request.into_parts();
         let identity = self.config.identity.as_ref().and_then(|f| f(&parts));
-        match rules::plan(&parts, self.config.obey_no_cache, identity.as_deref()) {
-            Plan::Pass => {
-                let request = Request::from_parts(parts, body);
-                Ok(tagged(Box::pin(handle(inner, request)).await?, SKIP))
-            }
-            Plan::Write => {
-                let path = parts.uri.path().to_owned();
-                let request = Request::from_parts(parts, body);
-                let response = Box::pin(handle(inner, request)).await?;
-                if response.status().is_success() {
-                    Box::pin(self.clear_path(spec, &path)).await;
+        let (head, fresh) =
+            match rules::plan(&parts, self.config.obey_no_cache, identity.as_deref()) {
+                Plan::Pass => return Prepared::Pass(inner, Request::from_parts(parts, body), None),
+                Plan::Write => {
+                    let path = parts.uri.path().to_owned();
+                    let request = Request::from_parts(parts, body);
+                    return Prepared::Pass(inner, request, Some((spec, path)));
                 }
-                Ok(tagged(response, SKIP))
-            }
-            Plan::Read { head, fresh } => {
-                self.read(spec, inner, parts, body, head, fresh, identity)
-                    .await
-            }
-        }
-    }
-
-    /// A GET or HEAD: the entry of its key, or of its variant, or the handler's response.
-    #[allow(clippy::too_many_arguments)]
-    async fn read<S, ReqB, ResB>(
-        &self,
-        spec: &'static Spec,
-        inner: S,
-        parts: request::Parts,
-        body: ReqB,
-        head: bool,
-        fresh: bool,
-        identity: Option<String>,
-    ) -> Result<Response<Body>, S::Error>
-    where
-        S: Service<Request<ReqB>, Response = Response<ResB>>,
-        ResB: HttpBody<Data = Bytes> + Send + 'static,
-        ResB::Error: Into<BoxError>,
-    {
+                Plan::Read { head, fresh } => (head, fresh),
+            };
         let primary = self.primary_key(&parts, identity.as_deref());
-        let validators: Vec<HeaderValue> = parts
+        let validators = parts
             .headers
             .get_all(IF_NONE_MATCH)
             .iter()
             .cloned()
             .collect();
-        // A HEAD's response has no body: it may be answered from a GET's entry, never stored.
-        let fresh = fresh && !head;
-        let mut held = Some((inner, Request::from_parts(parts, body)));
+        Prepared::Read(Read {
+            spec,
+            primary,
+            validators,
+            held: Some((inner, Request::from_parts(parts, body))),
+            head,
+            // A HEAD's response has no body: it may be answered from a GET's entry, never
+            // stored.
+            fresh: fresh && !head,
+        })
+    }
+
+    /// A request passed on (`SKIP`); a write's success clears its path.
+    async fn pass<S, ReqB, ResB>(
+        &self,
+        inner: S,
+        request: Request<ReqB>,
+        write: Option<(&'static Spec, String)>,
+    ) -> Result<Response<Body>, S::Error>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        ResB: HttpBody<Data = Bytes> + Send + 'static,
+        ResB::Error: Into<BoxError>,
+    {
+        let response = handle(inner, request).await?;
+        if let Some((spec, path)) = write.filter(|_| response.status().is_success()) {
+            self.clear_path(spec, &path).await;
+        }
+        Ok(tagged(response, SKIP))
+    }
+
+    /// A GET or HEAD: the entry of its key, or of its variant, or the handler's response.
+    async fn read<S, ReqB, ResB>(&self, mut read: Read<S, ReqB>) -> Result<Response<Body>, S::Error>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        ResB: HttpBody<Data = Bytes> + Send + 'static,
+        ResB::Error: Into<BoxError>,
+    {
+        let (spec, head, fresh) = (read.spec, read.head, read.fresh);
         let answer = self
-            .ask(spec, primary.clone(), fresh, &mut held, head, None)
+            .ask(spec, &read.primary, fresh, &mut read.held, head, None)
             .await;
-        let answer = match (&answer.entry, answer.ran, &held) {
+        let answer = match (&answer.entry, answer.ran, &read.held) {
             (Some(Entry::Varies(names)), false, Some((_, request))) => {
                 let names = Arc::clone(names);
                 let values: Vec<Vec<u8>> = names
                     .iter()
                     .map(|name| rules::header_text(request.headers(), name))
                     .collect();
-                let key = keys::response::variant(&primary, values.iter().map(Vec::as_slice));
-                self.ask(spec, key, fresh, &mut held, head, Some(names))
+                let key = keys::response::variant(&read.primary, values.iter().map(Vec::as_slice));
+                self.ask(spec, &key, fresh, &mut read.held, head, Some(names))
                     .await
             }
             _ => answer,
         };
-        self.respond(answer, head, fresh, &validators)
+        self.respond(answer, head, fresh, &read.validators)
     }
 
     /// One lookup through the engine: the entry of `key`, or the handler's answer (`want`:
@@ -498,7 +527,7 @@ impl Shared {
     async fn ask<S, ReqB, ResB>(
         &self,
         spec: &'static Spec,
-        key: String,
+        key: &str,
         fresh: bool,
         held: &mut Option<(S, Request<ReqB>)>,
         head: bool,

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! {"v":1,"status":200,"headers":[["content-type","text/html"]],"body":"<p>…","etag":"\"…\"","at":1764763200}
+//! {"v":1,"status":200,"headers":[…],"json":{"id":1,…},"etag":"\"…\"","at":1764763200}
 //! {"v":1,"status":200,"headers":[…],"body_b64":"iVBORw0…","etag":"\"…\"","at":1764763200}
 //! {"v":1,"vary":["accept-language"]}
 //! ```
@@ -18,6 +19,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use base64::Engine as _;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 /// The version of the stored format: bump it when the envelope changes.
 pub(crate) const VERSION: u32 = 1;
@@ -66,6 +68,8 @@ struct WireOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    json: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     body_b64: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     etag: Option<&'a str>,
@@ -84,6 +88,9 @@ struct WireIn<'a> {
     headers: Option<Vec<(Cow<'a, str>, Cow<'a, str>)>>,
     #[serde(borrow)]
     body: Option<Cow<'a, str>>,
+    /// A body that is a JSON document, embedded as it is: read back without unescaping.
+    #[serde(borrow)]
+    json: Option<&'a RawValue>,
     #[serde(borrow)]
     body_b64: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -99,6 +106,7 @@ impl Serialize for Entry {
             status: None,
             headers: None,
             body: None,
+            json: None,
             body_b64: None,
             etag: None,
             at: None,
@@ -115,6 +123,10 @@ impl Serialize for Entry {
                 wire.status = Some(stored.status.as_u16());
                 wire.headers = Some(headers);
                 match std::str::from_utf8(&stored.body) {
+                    Ok(text) if looks_like_json(text) => match raw_json(text) {
+                        Some(raw) => wire.json = Some(raw),
+                        None => wire.body = Some(text),
+                    },
                     Ok(text) => wire.body = Some(text),
                     Err(_) => {
                         wire.body_b64 =
@@ -155,6 +167,9 @@ impl<'de> Deserialize<'de> for Entry {
             headers.append(name, value);
         }
         let body = match (wire.body, wire.body_b64) {
+            (None, None) if wire.json.is_some() => {
+                Bytes::copy_from_slice(wire.json.map_or("", |raw| raw.get()).as_bytes())
+            }
             (Some(Cow::Owned(text)), None) => Bytes::from(text),
             (Some(Cow::Borrowed(text)), None) => Bytes::copy_from_slice(text.as_bytes()),
             (None, Some(b64)) => Bytes::from(
@@ -175,6 +190,18 @@ impl<'de> Deserialize<'de> for Entry {
             at,
         })))
     }
+}
+
+/// Whether a body may be a JSON document (an object or an array), worth checking.
+fn looks_like_json(text: &str) -> bool {
+    matches!(text.as_bytes().first(), Some(b'{' | b'['))
+}
+
+/// The body as a JSON value that reproduces it byte for byte, if it is one.
+fn raw_json(text: &str) -> Option<&RawValue> {
+    serde_json::from_str::<&RawValue>(text)
+        .ok()
+        .filter(|raw| raw.get().len() == text.len())
 }
 
 #[cfg(test)]
@@ -210,6 +237,25 @@ mod tests {
         }
         let text = serde_json::to_string(&response(b"hi")).unwrap();
         assert!(text.starts_with(r#"{"v":1,"status":201,"#), "{text}");
+    }
+
+    #[test]
+    fn json_bodies_are_embedded_and_come_back_byte_for_byte() {
+        let cases: [(&[u8], bool); 4] = [
+            (br#"{"a":"x\"y","b":[1,2]}"#, true),
+            (b"[1, 2 ,3]", true),
+            // Only a whole document, without surrounding blanks, is embedded.
+            (b"{\"a\":1} ", false),
+            (b"{bad", false),
+        ];
+        for (body, embedded) in cases {
+            let json = serde_json::to_string(&response(body)).unwrap();
+            assert_eq!(json.contains(r#""json":"#), embedded, "{json}");
+            let Entry::Response(back) = serde_json::from_str(&json).unwrap() else {
+                panic!("not a response");
+            };
+            assert_eq!(&back.body[..], body);
+        }
     }
 
     #[test]
