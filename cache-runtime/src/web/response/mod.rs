@@ -506,19 +506,45 @@ impl Shared {
         let answer = self
             .ask(spec, &read.primary, fresh, &mut read.held, head, None)
             .await;
-        let answer = match (&answer.entry, answer.ran, &read.held) {
-            (Some(Entry::Varies(names)), false, Some((_, request))) => {
-                let names = Arc::clone(names);
-                let values: Vec<Vec<u8>> = names
-                    .iter()
-                    .map(|name| rules::header_text(request.headers(), name))
-                    .collect();
-                let key = keys::response::variant(&read.primary, values.iter().map(Vec::as_slice));
-                self.ask(spec, &key, fresh, &mut read.held, head, Some(names))
-                    .await
-            }
-            _ => answer,
+        let varies = match (&answer.entry, answer.ran, &read.held) {
+            (Some(Entry::Varies(names)), false, Some(_)) => Some(Arc::clone(names)),
+            _ => None,
         };
+        match varies {
+            // Boxed, and with nothing of the first lookup kept: only pages that vary get here,
+            // and the future of every read stays half the size.
+            Some(names) => {
+                drop(answer);
+                Box::pin(self.read_variant(read, names)).await
+            }
+            None => self.respond(answer, head, fresh, &read.validators),
+        }
+    }
+
+    /// [`read`](Self::read) of a page that varies by the request headers `names`: the entry
+    /// of this request's values of them.
+    async fn read_variant<S, ReqB, ResB>(
+        &self,
+        mut read: Read<S, ReqB>,
+        names: Arc<[HeaderName]>,
+    ) -> Result<Response<Body>, S::Error>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        ResB: HttpBody<Data = Bytes> + Send + 'static,
+        ResB::Error: Into<BoxError>,
+    {
+        let values: Vec<Vec<u8>> = match &read.held {
+            Some((_, request)) => names
+                .iter()
+                .map(|name| rules::header_text(request.headers(), name))
+                .collect(),
+            None => Vec::new(),
+        };
+        let key = keys::response::variant(&read.primary, values.iter().map(Vec::as_slice));
+        let (spec, head, fresh) = (read.spec, read.head, read.fresh);
+        let answer = self
+            .ask(spec, &key, fresh, &mut read.held, head, Some(names))
+            .await;
         self.respond(answer, head, fresh, &read.validators)
     }
 
