@@ -716,3 +716,21 @@ async fn fails_open_when_redis_is_down() {
     );
     assert!(cache.stats().invalidation_failures >= 1);
 }
+
+/// Without `.cache(..)`, the layer uses the process default: before `init` every request
+/// passes through (`SKIP`), after it the default cache answers, and writes clear it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_cache_the_layer_uses_the_process_default() {
+    let runs = Runs::default();
+    let app = router(ResponseCacheLayer::new("default_pages"), runs.clone());
+    for _ in 0..2 {
+        assert_eq!(get_(&app, "/spaces/1").await.x_cache(), "SKIP");
+    }
+    assert_eq!(runs.get(), 2);
+    cache_runtime::init(CacheConfig::memory()).await.unwrap();
+    assert_eq!(get_(&app, "/spaces/1").await.x_cache(), "MISS");
+    assert_eq!(get_(&app, "/spaces/1").await.x_cache(), "HIT");
+    send(&app, Request::put("/spaces/1").body(Body::empty()).unwrap()).await;
+    assert_eq!(get_(&app, "/spaces/1").await.x_cache(), "MISS");
+    assert_eq!(runs.get(), 5);
+}

@@ -160,8 +160,11 @@ impl<'de> Deserialize<'de> for Entry {
         let missing = |field| D::Error::custom(format_args!("stored response without {field}"));
         let status = StatusCode::from_u16(wire.status.ok_or_else(|| missing("status"))?)
             .map_err(D::Error::custom)?;
-        let mut headers = HeaderMap::new();
-        for (name, value) in wire.headers.ok_or_else(|| missing("headers"))? {
+        let wire_headers = wire.headers.ok_or_else(|| missing("headers"))?;
+        // Room for what a hit adds (ETag, Cache-Control, Age, X-Cache), so that serving it
+        // does not grow the map.
+        let mut headers = HeaderMap::with_capacity(wire_headers.len() + 4);
+        for (name, value) in wire_headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(D::Error::custom)?;
             let value = HeaderValue::from_str(&value).map_err(D::Error::custom)?;
             headers.append(name, value);
