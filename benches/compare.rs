@@ -575,33 +575,6 @@ fn redis_benchmark(server: &RedisServer, clients: usize, requests: u64) -> Serve
 // ---------------------------------------------------------------------------------------------
 // The server
 
-/// Kills the server and exits if the run takes longer than `WATCHDOG`; disarmed on drop.
-struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
-
-impl Watchdog {
-    fn arm(server_pid: u32) -> Self {
-        let (done, wait) = std::sync::mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(WATCHDOG) {
-                eprintln!("compare: over {WATCHDOG:?}, stopping redis-server and exiting");
-                let _ = Command::new("kill")
-                    .args(["-9", &server_pid.to_string()])
-                    .status();
-                std::process::exit(2);
-            }
-        });
-        Watchdog(Some(done))
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if let Some(done) = self.0.take() {
-            let _ = done.send(());
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Instructions per hit (callgrind)
 
@@ -1017,7 +990,8 @@ fn main() {
         .filter(|v| selected(v.name()))
         .collect();
     let server = RedisServer::start();
-    let _watchdog = Watchdog::arm(server.child.id());
+    let server_pid = server.child.id();
+    let _watchdog = common::Watchdog::arm("compare", WATCHDOG, move || vec![server_pid]);
     let url = server.url();
     REDIS_URL.set(url.clone()).expect("set once");
 

@@ -466,37 +466,6 @@ fn wrk(bin: &str, addr: SocketAddr, script: &FsPath, variant: Variant, secs: u64
 // ---------------------------------------------------------------------------------------------
 // Run control
 
-/// Kills redis-server and wrk, and exits, if the run takes longer than `limit`; disarmed on
-/// drop.
-struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
-
-impl Watchdog {
-    fn arm(server_pid: u32, limit: Duration) -> Self {
-        let (done, wait) = std::sync::mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
-                eprintln!("http: over {limit:?}, stopping redis-server and wrk and exiting");
-                let wrk = WRK_PID.load(Ordering::SeqCst);
-                for pid in [server_pid, wrk] {
-                    if pid != 0 {
-                        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                    }
-                }
-                std::process::exit(2);
-            }
-        });
-        Watchdog(Some(done))
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if let Some(done) = self.0.take() {
-            let _ = done.send(());
-        }
-    }
-}
-
 /// A temp dir of this run (the Lua script, wrk's output), removed when dropped.
 struct TempDir(PathBuf);
 
@@ -602,7 +571,10 @@ fn main() {
     let runs = (rounds * VARIANTS.len()) as u64;
     let limit = Duration::from_secs(120 + VARIANTS.len() as u64 * (WARM_SECS + 5))
         + Duration::from_secs(runs * (secs + 5));
-    let _watchdog = Watchdog::arm(server.child.id(), limit);
+    let server_pid = server.child.id();
+    let _watchdog = common::Watchdog::arm("http", limit, move || {
+        vec![server_pid, WRK_PID.load(Ordering::SeqCst)]
+    });
     let url = server.url();
 
     let dir =

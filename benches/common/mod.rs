@@ -87,3 +87,35 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Kills the processes `pids` names (the bench's redis-server, a load generator) and exits if
+/// the run takes longer than `limit`; disarmed on drop.
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+impl Watchdog {
+    pub fn arm(
+        bench: &'static str,
+        limit: Duration,
+        pids: impl FnOnce() -> Vec<u32> + Send + 'static,
+    ) -> Self {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                eprintln!("{bench}: over {limit:?}, stopping the processes it started and exiting");
+                for pid in pids().into_iter().filter(|&pid| pid != 0) {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+                std::process::exit(2);
+            }
+        });
+        Watchdog(Some(done))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            let _ = done.send(());
+        }
+    }
+}

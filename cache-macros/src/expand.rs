@@ -13,6 +13,7 @@ use syn::{
 };
 
 use crate::attr::{CacheArgs, Key, Mode, DEFAULT_EXPIRE};
+use crate::types::strip;
 use crate::web;
 
 pub(crate) const NOT_ASYNC_FN: &str = "`#[cache]` can only be applied to an `async fn`";
@@ -273,17 +274,6 @@ struct ImplTrait<'ast>(Option<&'ast TypeImplTrait>);
 impl<'ast> Visit<'ast> for ImplTrait<'ast> {
     fn visit_type_impl_trait(&mut self, ty: &'ast TypeImplTrait) {
         self.0.get_or_insert(ty);
-    }
-}
-
-/// Removes the parentheses and invisible groups around a type.
-pub(crate) fn strip(mut ty: &Type) -> &Type {
-    loop {
-        match ty {
-            Type::Paren(paren) => ty = &paren.elem,
-            Type::Group(group) => ty = &group.elem,
-            _ => return ty,
-        }
     }
 }
 

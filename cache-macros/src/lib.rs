@@ -10,6 +10,7 @@ use proc_macro::TokenStream;
 mod attr;
 mod expand;
 mod invalidate;
+mod types;
 mod web;
 
 /// Caches the results of an `async fn`.

@@ -7,7 +7,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned, ToTokens};
 use syn::{GenericArgument, PathArguments, Type, TypePath};
 
-use crate::expand::strip;
+use crate::types::strip;
 
 /// How an argument's extractor type is treated.
 pub(crate) enum Extractor {

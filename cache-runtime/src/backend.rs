@@ -11,7 +11,7 @@ use crate::fence::Era;
 use crate::flight::Flights;
 use crate::hot::{self, HotSet};
 use crate::keys::ScopeKind;
-use crate::metrics::Latencies;
+use crate::latency::Latencies;
 use crate::store::{AnyStore, Store};
 use crate::top::TopKeys;
 

@@ -199,6 +199,30 @@ impl Cache {
     }
 }
 
+/// What `#[cache(cache = EXPR)]` accepts: a cache, or none (the call then runs uncached,
+/// as before [`init`](crate::init)).
+#[diagnostic::on_unimplemented(
+    message = "`cache = ...` must be a `&Cache` or an `Option<&Cache>`, not `{Self}`",
+    label = "this names the cache the function uses",
+    note = "for example `cache = &state.cache`, `cache = &*CACHE` or `cache = CACHE.get()`"
+)]
+pub trait CacheRef<'a> {
+    /// The cache, if there is one.
+    fn cache(self) -> Option<&'a Cache>;
+}
+
+impl<'a> CacheRef<'a> for &'a Cache {
+    fn cache(self) -> Option<&'a Cache> {
+        Some(self)
+    }
+}
+
+impl<'a> CacheRef<'a> for Option<&'a Cache> {
+    fn cache(self) -> Option<&'a Cache> {
+        self
+    }
+}
+
 /// A page of entries; see [`Cache::keys`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -12,7 +12,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::backend::Backend;
-use crate::call::CacheRef;
+use crate::cache::CacheRef;
+use crate::call::spec::Spec;
 use crate::counters::{bump_uncached, Count};
 use crate::default;
 use crate::enabled::Probing;
@@ -184,7 +185,7 @@ impl Entry {
 /// The entry of a call of a `#[cache]` function keyed by its arguments' hash.
 pub fn hashed_entry<'c>(
     cache: Option<impl CacheRef<'c>>,
-    spec: &'static crate::call::Spec,
+    spec: &'static Spec,
     types: &[&'static str],
     args: &[keys::Arg<'_>],
 ) -> Option<Entry> {
@@ -202,7 +203,7 @@ pub fn hashed_entry<'c>(
 /// The entry of a call of a `#[cache]` function with a static key or a key builder's result.
 pub fn keyed_entry<'c>(
     cache: Option<impl CacheRef<'c>>,
-    spec: &'static crate::call::Spec,
+    spec: &'static Spec,
     key: impl Display,
 ) -> Option<Entry> {
     let backend = pick(cache);

@@ -47,6 +47,7 @@ mod flight;
 mod hot;
 mod invalidate;
 mod keys;
+mod latency;
 mod metrics;
 mod probe;
 mod random;

@@ -16,7 +16,7 @@ mod lock;
 mod outcome;
 mod reuse;
 mod run;
-mod spec;
+pub(crate) mod spec;
 mod ticket;
 
 use std::future::Future;
@@ -31,7 +31,7 @@ pub use reuse::{Reusable, Reuse, ReuseByClone, ReuseNot};
 pub use spec::Spec;
 pub use ticket::{
     arg, arg_boxed, arg_option, arg_self, arg_vec, hashed, hashed_in, hashed_typed,
-    hashed_typed_in, keyed, keyed_in, CacheRef, KeyPart, SelfKeyPart, Start, Ticket,
+    hashed_typed_in, keyed, keyed_in, KeyPart, SelfKeyPart, Start, Ticket,
 };
 
 use outcome::Plain;

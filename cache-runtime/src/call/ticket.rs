@@ -10,7 +10,7 @@ use super::reuse::Reuse;
 use super::run::{Ident, Keyed};
 use super::spec::Spec;
 use crate::backend::Backend;
-use crate::cache::Cache;
+use crate::cache::{Cache, CacheRef};
 use crate::counters::{bump_uncached, Count};
 use crate::default::{self, Lent};
 use crate::enabled;
@@ -49,30 +49,6 @@ pub enum Start<T> {
 impl<T> From<Option<Ticket>> for Start<T> {
     fn from(ticket: Option<Ticket>) -> Self {
         Start::Ticket(ticket)
-    }
-}
-
-/// What `#[cache(cache = EXPR)]` accepts: a cache, or none (the call then runs uncached,
-/// as before [`init`](crate::init)).
-#[diagnostic::on_unimplemented(
-    message = "`cache = ...` must be a `&Cache` or an `Option<&Cache>`, not `{Self}`",
-    label = "this names the cache the function uses",
-    note = "for example `cache = &state.cache`, `cache = &*CACHE` or `cache = CACHE.get()`"
-)]
-pub trait CacheRef<'a> {
-    /// The cache, if there is one.
-    fn cache(self) -> Option<&'a Cache>;
-}
-
-impl<'a> CacheRef<'a> for &'a Cache {
-    fn cache(self) -> Option<&'a Cache> {
-        Some(self)
-    }
-}
-
-impl<'a> CacheRef<'a> for Option<&'a Cache> {
-    fn cache(self) -> Option<&'a Cache> {
-        self
     }
 }
 
