@@ -664,7 +664,8 @@ async fn the_lock_runs_the_handler_once_across_processes() {
     assert_eq!(runs.get(), 1);
 }
 
-/// An entry in another version of the stored format is a miss, and is overwritten.
+/// An entry of the JSON format earlier versions wrote (format 1) is still served; one of
+/// another format, or garbage, is a miss and is overwritten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_stored_format_reads_as_a_miss() {
     let server = RedisServer::start();
@@ -676,24 +677,54 @@ async fn an_old_stored_format_reads_as_a_miss() {
     assert_eq!(page.keys.len(), 1);
     let key = &page.keys[0].0;
     let mut conn = server.client().await;
-    let old: String = redis::AsyncCommands::get(&mut conn, key).await.unwrap();
-    assert!(old.starts_with(r#"{"v":1,"#), "{old}");
-    let older = old.replacen(r#"{"v":1,"#, r#"{"v":0,"#, 1);
-    let _: () = redis::AsyncCommands::set(&mut conn, key, &older)
-        .await
-        .unwrap();
+    let record: Vec<u8> = redis::AsyncCommands::get(&mut conn, key).await.unwrap();
+    assert_eq!(&record[..4], b"\0RC\x02", "{record:?}");
+    let set = |value: Vec<u8>| {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        async move {
+            let _: () = redis::AsyncCommands::set(&mut conn, key, value)
+                .await
+                .unwrap();
+        }
+    };
+
+    // Format 1, as the layer wrote it before: found and served.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let format_1 = format!(
+        r#"{{"v":1,"status":200,"headers":[["content-type","text/plain; charset=utf-8"]],"body":"stored by format 1","etag":"\"f1\"","at":{now}}}"#
+    );
+    set(format_1.clone().into_bytes()).await;
     let got = get_(&app, "/spaces/1").await;
     assert_eq!(
-        (got.x_cache(), got.text().as_str()),
-        ("MISS", "/spaces/1 #2")
+        (got.x_cache(), got.text().as_str(), got.header("etag")),
+        ("HIT", "stored by format 1", "\"f1\"")
     );
-    assert_eq!(get_(&app, "/spaces/1").await.x_cache(), "HIT");
-    let garbage = "not json at all";
-    let _: () = redis::AsyncCommands::set(&mut conn, key, garbage)
-        .await
-        .unwrap();
-    let got = get_(&app, "/spaces/1").await;
-    assert_eq!((got.status, got.x_cache()), (StatusCode::OK, "MISS"));
+
+    // Format 0 (JSON), a record of a later format, garbage: misses, each overwritten.
+    let mut later = record.clone();
+    later[3] = 3;
+    let cases = [
+        format_1
+            .replacen(r#"{"v":1,"#, r#"{"v":0,"#, 1)
+            .into_bytes(),
+        later,
+        b"\0RC\x02R\x00".to_vec(),
+        b"not json at all".to_vec(),
+    ];
+    for (i, case) in cases.into_iter().enumerate() {
+        set(case).await;
+        let got = get_(&app, "/spaces/1").await;
+        assert_eq!(
+            (got.status, got.x_cache(), got.text()),
+            (StatusCode::OK, "MISS", format!("/spaces/1 #{}", i + 2)),
+            "case {i}"
+        );
+        assert_eq!(get_(&app, "/spaces/1").await.x_cache(), "HIT", "case {i}");
+    }
 }
 
 /// Redis down: the handler answers, with `X-Cache: SKIP`; writes still succeed.

@@ -17,6 +17,16 @@ pub trait Outcome {
     fn failed(&self) -> bool {
         false
     }
+    /// The stored form of [`cacheable`](Self::cacheable)'s part, if any: its JSON, unless
+    /// the outcome's values have a format of their own.
+    fn encoded(&self) -> Option<Result<Vec<u8>, serde_json::Error>> {
+        self.cacheable().map(|value| crate::codec::encode(&value))
+    }
+    /// A stored value: JSON, unless the outcome's values have a format of their own (what
+    /// [`encoded`](Self::encoded) writes).
+    fn decode(bytes: &[u8]) -> Result<Self::Value, serde_json::Error> {
+        crate::codec::decode(bytes)
+    }
     /// Told when the body ran and its result could not be stored: the store could not be
     /// asked (fail-open) or the call ran uncached. The response cache layer says `SKIP`.
     fn unstored(&mut self) {}

@@ -8,14 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::lock::LockGuard;
 use super::outcome::Outcome;
 use super::reuse::Reuse;
 use super::spec::Spec;
-use crate::codec;
 use crate::counters::Count;
 use crate::default::Lent;
 use crate::fence::Fence;
@@ -125,14 +122,14 @@ impl Keyed {
         }
     }
 
-    async fn lookup<T: DeserializeOwned>(
+    async fn lookup<O: Outcome>(
         &self,
         want_ttl: bool,
-        reuse: Option<Reuse<T>>,
-    ) -> Lookup<T> {
+        reuse: Option<Reuse<O::Value>>,
+    ) -> Lookup<O::Value> {
         let seen = self.seen();
         let fetch = self.backend.store.get(&self.key, want_ttl).await;
-        self.looked(fetch, seen, reuse)
+        self.looked::<O>(fetch, seen, reuse)
     }
 
     /// The hot set's epoch of this call's key, read before the store is, so that a change
@@ -146,24 +143,24 @@ impl Keyed {
     }
 
     /// [`lookup`](Self::lookup) once more, after the store found its connection closed.
-    async fn lookup_again<T: DeserializeOwned>(
+    async fn lookup_again<O: Outcome>(
         &self,
         want_ttl: bool,
-        reuse: Option<Reuse<T>>,
-    ) -> Lookup<T> {
+        reuse: Option<Reuse<O::Value>>,
+    ) -> Lookup<O::Value> {
         let seen = self.seen();
         let fetch = self.backend.store.get_again(&self.key, want_ttl).await;
-        self.looked(fetch, seen, reuse)
+        self.looked::<O>(fetch, seen, reuse)
     }
 
     /// What a lookup's answer means for this call.
     #[inline]
-    fn looked<T: DeserializeOwned>(
+    fn looked<O: Outcome>(
         &self,
         fetch: Fetch,
         seen: Option<Seen>,
-        reuse: Option<Reuse<T>>,
-    ) -> Lookup<T> {
+        reuse: Option<Reuse<O::Value>>,
+    ) -> Lookup<O::Value> {
         match fetch {
             Fetch::Hit(held, left) => {
                 let slot = reuse.zip(held.slot());
@@ -174,7 +171,7 @@ impl Keyed {
                         return Lookup::Hit(value, left);
                     }
                 }
-                match codec::decode(held.bytes()) {
+                match O::decode(held.bytes()) {
                     Ok(value) => {
                         self.count(true);
                         if let Some((reuse, slot)) = slot {
@@ -216,8 +213,8 @@ impl Keyed {
         }
     }
 
-    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Option<Arc<[u8]>> {
-        match codec::encode(value) {
+    fn encoded(&self, encoded: Result<Vec<u8>, serde_json::Error>) -> Option<Arc<[u8]>> {
+        match encoded {
             Ok(bytes) => Some(bytes.into()),
             Err(e) => {
                 throttled!(warn, key = %self.key, "result cannot be serialized, not caching it: {e}");
@@ -249,7 +246,7 @@ impl Keyed {
         let want_ttl = self.spec.wants_ttl();
         // Everything but a plain hit is boxed, like everything only a miss needs: a hit then
         // moves and polls a small future.
-        match self.lookup::<O::Value>(want_ttl, reuse).await {
+        match self.lookup::<O>(want_ttl, reuse).await {
             Lookup::Hit(value, left) => match self.verdict(left) {
                 Verdict::Serve => O::from_value(value),
                 Verdict::Stale => Box::pin(self.miss(true, body, Some(value))).await,
@@ -283,10 +280,7 @@ impl Keyed {
         reuse: Option<Reuse<O::Value>>,
         body: B,
     ) -> O {
-        match self
-            .lookup_again::<O::Value>(self.spec.wants_ttl(), reuse)
-            .await
-        {
+        match self.lookup_again::<O>(self.spec.wants_ttl(), reuse).await {
             Lookup::Hit(value, left) => match self.verdict(left) {
                 Verdict::Serve => O::from_value(value),
                 Verdict::Stale => self.miss(true, body, Some(value)).await,
@@ -318,7 +312,7 @@ impl Keyed {
                 }
                 Join::Follow(rx) => {
                     if let Some(bytes) = flight::follow(rx).await {
-                        if let Ok(value) = codec::decode(&bytes) {
+                        if let Ok(value) = O::decode(&bytes) {
                             self.bump(Count::Coalesced);
                             return O::from_value(value);
                         }
@@ -385,7 +379,7 @@ impl Keyed {
                 Locked::Held => {
                     // Another process computes it: wait for its value, then fail open.
                     if let Some(bytes) = self.backend.store.wait_for(&self.key).await {
-                        if let Ok(value) = codec::decode(&bytes) {
+                        if let Ok(value) = O::decode(&bytes) {
                             self.bump(Count::Coalesced);
                             if let Some(lead) = lead {
                                 lead.land(Some(bytes.into()));
@@ -416,7 +410,7 @@ impl Keyed {
                 }
             },
         };
-        let bytes = outcome.cacheable().and_then(|value| self.encode(&value));
+        let bytes = outcome.encoded().and_then(|encoded| self.encoded(encoded));
         match (fence, &bytes) {
             (Some(fence), Some(bytes)) => self.store(Arc::clone(bytes), fence).await,
             (None, _) => outcome.unstored(),

@@ -62,7 +62,8 @@ fn start(prefix: &str, namespace: &str, extra: usize) -> String {
 
 /// The key of an entry whose last segment is given: a static key or a key builder's result.
 pub(crate) fn explicit(prefix: &str, namespace: &str, key: impl fmt::Display) -> String {
-    let mut out = start(prefix, namespace, 32);
+    // Room for a response cache layer's segment (69 bytes), so that it is never grown.
+    let mut out = start(prefix, namespace, 80);
     // Writing into a String cannot fail; a Display impl that errors just ends the key early.
     let _ = write!(out, "{key}");
     out

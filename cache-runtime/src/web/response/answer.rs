@@ -66,6 +66,17 @@ impl<E> Outcome for Answer<E> {
         self.entry.as_ref().filter(|_| self.store)
     }
 
+    fn encoded(&self) -> Option<Result<Vec<u8>, serde_json::Error>> {
+        self.entry
+            .as_ref()
+            .filter(|_| self.store)
+            .map(Entry::encode)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Entry, serde_json::Error> {
+        Entry::decode(bytes)
+    }
+
     fn from_value(entry: Entry) -> Self {
         Answer {
             entry: Some(entry),

@@ -712,15 +712,10 @@ impl Shared {
             headers.insert(CACHE_CONTROL, self.client_cache_control.clone());
         }
         if !fresh {
-            let age = stored::now().saturating_sub(at);
-            headers.insert(AGE, HeaderValue::from(age));
+            headers.insert(AGE, age_value(stored::now().saturating_sub(at)));
         }
         headers.insert(X_CACHE, how);
-        let mut inm = HeaderMap::new();
-        for v in validators {
-            inm.append(IF_NONE_MATCH, v.clone());
-        }
-        if rules::not_modified(&inm, &etag) {
+        if !validators.is_empty() && rules::not_modified(validators, &etag) {
             // RFC 9110 §15.4.5: what a 304 carries of the response it stands for.
             let mut kept = HeaderMap::new();
             for name in [
@@ -828,6 +823,18 @@ fn status(code: StatusCode) -> Response<Body> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = code;
     response
+}
+
+/// The `Age` header of an entry stored `secs` ago; the first ten minutes are made once.
+fn age_value(secs: u64) -> HeaderValue {
+    const MADE: usize = 600;
+    static AGES: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    let ages = AGES.get_or_init(|| (0..MADE as u64).map(HeaderValue::from).collect());
+    match usize::try_from(secs).ok().and_then(|secs| ages.get(secs)) {
+        // A clone shares the value's bytes.
+        Some(age) => age.clone(),
+        None => HeaderValue::from(secs),
+    }
 }
 
 /// A strong `ETag` of a body: its MD5, quoted.
