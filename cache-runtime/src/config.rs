@@ -8,6 +8,11 @@ use crate::error::ConfigError;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
     Redis(String),
+    /// The primary the sentinels at these URLs name `master`.
+    Sentinel {
+        urls: Vec<String>,
+        master: String,
+    },
     Memory,
 }
 
@@ -67,9 +72,16 @@ impl CacheConfig {
         }
     }
 
-    /// Redis at `REDIS_URL` when that variable is set, otherwise the in-memory backend. (Built
-    /// without the `redis` feature, a `REDIS_URL` makes [`Cache::new`](crate::Cache::new) fail
-    /// rather than be ignored.)
+    /// The store the environment names:
+    ///
+    /// - `REDIS_SENTINEL_URLS` (comma-separated sentinel URLs) with `REDIS_SENTINEL_MASTER`
+    ///   (the name they monitor the primary under; `mymaster` when unset): the primary of a
+    ///   Sentinel-managed set, as [`sentinel`](Self::sentinel);
+    /// - otherwise `REDIS_URL`: one Redis, as [`redis`](Self::redis);
+    /// - otherwise the in-memory backend.
+    ///
+    /// (Built without the `redis` feature, a Redis variable makes
+    /// [`Cache::new`](crate::Cache::new) fail rather than be ignored.)
     /// `CACHE_PREFIX`, when set, replaces the default prefix `cache`.
     ///
     /// ```
@@ -77,9 +89,14 @@ impl CacheConfig {
     /// # let _ = config;
     /// ```
     pub fn from_env() -> Self {
-        let mut config = match std::env::var("REDIS_URL") {
-            Ok(url) if !url.trim().is_empty() => Self::with_target(Target::Redis(url)),
-            _ => Self::memory(),
+        let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let mut config = match (var("REDIS_SENTINEL_URLS"), var("REDIS_URL")) {
+            (Some(urls), _) => Self::with_target(Target::Sentinel {
+                urls: urls.split(',').map(|u| u.trim().to_owned()).collect(),
+                master: var("REDIS_SENTINEL_MASTER").unwrap_or_else(|| "mymaster".to_owned()),
+            }),
+            (None, Some(url)) => Self::with_target(Target::Redis(url)),
+            (None, None) => Self::memory(),
         };
         if let Ok(prefix) = std::env::var("CACHE_PREFIX") {
             config.prefix = prefix;
@@ -92,6 +109,38 @@ impl CacheConfig {
     #[cfg(feature = "redis")]
     pub fn redis(url: impl Into<String>) -> Self {
         Self::with_target(Target::Redis(url.into()))
+    }
+
+    /// The primary of a Sentinel-managed set: the sentinels at `urls` name the primary they
+    /// monitor as `master`, and every connection goes to the one they name when it is made
+    /// (checked with `ROLE`: a replica is never written to). A failover is followed without
+    /// a restart: a broken connection or a `READONLY` answer drops the connection, and the
+    /// sentinels' `+switch-master` drops every connection to the old primary, so that calls
+    /// reconnect to the new one at once. Everything else (timeouts, breaker, prefix,
+    /// near-cache) works as with [`redis`](Self::redis).
+    ///
+    /// The user, password and database of the first URL are used for the sentinels and for
+    /// the primary alike (`redis://:secret@127.0.0.1:26379/2`); a `rediss://` URL connects
+    /// to the primary with TLS too.
+    ///
+    /// ```
+    /// use cache_runtime::CacheConfig;
+    ///
+    /// let config = CacheConfig::sentinel(
+    ///     ["redis://127.0.0.1:26379", "redis://127.0.0.1:26380"],
+    ///     "mymaster",
+    /// );
+    /// # let _ = config;
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn sentinel<U: Into<String>>(
+        urls: impl IntoIterator<Item = U>,
+        master: impl Into<String>,
+    ) -> Self {
+        Self::with_target(Target::Sentinel {
+            urls: urls.into_iter().map(Into::into).collect(),
+            master: master.into(),
+        })
     }
 
     /// The in-memory backend (moka): the default when no Redis is configured. It honours

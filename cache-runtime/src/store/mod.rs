@@ -223,8 +223,13 @@ impl AnyStore {
             Target::Redis(url) => Ok(AnyStore::Redis(
                 redis::RedisStore::connect(url, config, Arc::clone(counters)).await?,
             )),
+            #[cfg(feature = "redis")]
+            Target::Sentinel { urls, master } => Ok(AnyStore::Redis(
+                redis::RedisStore::connect_sentinel(urls, master, config, Arc::clone(counters))
+                    .await?,
+            )),
             #[cfg(not(feature = "redis"))]
-            Target::Redis(_) => {
+            Target::Redis(_) | Target::Sentinel { .. } => {
                 let _ = counters;
                 Err(crate::error::ConfigError::new(
                     "url",

@@ -59,6 +59,12 @@ impl Breaker {
         })
     }
 
+    /// Closes the circuit: the server it opened for was replaced.
+    pub(super) fn reset(&self) {
+        self.failures.store(0, Ordering::Release);
+        self.open_until.store(0, Ordering::Release);
+    }
+
     pub(super) fn state(&self) -> Circuit {
         match self.open_until.load(Ordering::Acquire) {
             0 => Circuit::Closed,

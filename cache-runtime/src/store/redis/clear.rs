@@ -19,7 +19,7 @@ const INDEX_BATCH: usize = 4096;
 /// How many keys one `SCAN` step asks for.
 const SCAN_BATCH: usize = 1000;
 
-pub(super) type Conn = deadpool_redis::Connection;
+pub(super) type Conn = super::connection::Pooled;
 
 /// Moves the members of the index `KEYS[1]` into the clearing set `KEYS[2]` and drops the
 /// index; the set keeps the index's expiry (or a later one). Returns the set's size.

@@ -2,17 +2,20 @@
 //! share one multiplexed connection taken from the pool, so that a hit costs one round trip
 //! and concurrent callers pipeline over one socket instead of checking out (and `PING`ing)
 //! per call. The circuit breaker that stops calls after a run of failures lives here too.
+//! The pool dials one URL, or the primary the sentinels name ([`Dialer`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use deadpool_redis::{Manager, Pool, Runtime};
+use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
+use deadpool_redis::Runtime;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError};
+use redis::RedisError;
 
 use super::breaker::Breaker;
 use super::errors;
+use super::sentinel::Resolver;
 use crate::circuit::Circuit;
 use crate::config::CacheConfig;
 use crate::counters::{Count, Counters};
@@ -21,9 +24,48 @@ use crate::error::ConfigError;
 use crate::spares::{self, Spares};
 use crate::throttle::{now_ms, throttled};
 
+/// How the pool makes its connections: to one URL, or to the primary the sentinels name.
+pub(super) enum Dialer {
+    Direct(Box<deadpool_redis::Manager>),
+    Sentinel(Arc<Resolver>),
+}
+
+impl managed::Manager for Dialer {
+    type Type = MultiplexedConnection;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
+        match self {
+            Dialer::Direct(manager) => manager.create().await,
+            Dialer::Sentinel(resolver) => resolver.connect().await,
+        }
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut MultiplexedConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<RedisError> {
+        match self {
+            Dialer::Direct(manager) => manager.recycle(conn, metrics).await,
+            // A connection kept from before a failover may lead to a replica now.
+            Dialer::Sentinel(_) => {
+                let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(conn).await?;
+                match role.first() {
+                    Some(redis::Value::BulkString(role)) if role == b"master" => Ok(()),
+                    _ => Err(RecycleError::message("no longer the primary")),
+                }
+            }
+        }
+    }
+}
+
+/// A connection of the pool.
+pub(super) type Pooled = Object<Dialer>;
+
 /// The pool, the shared connection and the breaker of one Redis.
 pub(super) struct Connections {
-    pool: Pool,
+    pool: managed::Pool<Dialer>,
     /// The connection cached calls share; `None` until (re)connected.
     shared: ArcSwapOption<Shared>,
     /// The id of `shared` (0: none), so that a call finds its thread's spare clone with one
@@ -73,18 +115,11 @@ impl Lease<'_> {
 impl Connections {
     /// Builds the pool; fails only on a malformed URL or configuration.
     pub(super) fn new(
-        url: &str,
+        dialer: Dialer,
         config: &CacheConfig,
         counters: Arc<Counters>,
     ) -> Result<Self, CacheError> {
-        let connection = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.command_timeout));
-        let manager = Manager::new_with_config(url, connection).map_err(|e| {
-            ConfigError::new("url", format!("invalid Redis URL {}", errors::redact(url)))
-                .caused_by(e)
-        })?;
-        let pool = Pool::builder(manager)
+        let pool = managed::Pool::builder(dialer)
             .max_size(config.pool_size)
             .wait_timeout(Some(config.pool_wait_timeout))
             .create_timeout(Some(config.connect_timeout))
@@ -143,7 +178,7 @@ impl Connections {
         match self.pool.get().await {
             Ok(pooled) => {
                 let shared = Shared {
-                    conn: (*pooled).clone(),
+                    conn: MultiplexedConnection::clone(&pooled),
                     id: NEXT_SHARED_ID.fetch_add(1, Ordering::Relaxed),
                 };
                 let lease = Lease {
@@ -219,8 +254,18 @@ impl Connections {
     }
 
     /// A connection of its own, checked out of the pool, for an explicit action (a clear).
-    pub(super) async fn checked_out(&self) -> Result<deadpool_redis::Connection, CacheError> {
+    pub(super) async fn checked_out(&self) -> Result<Pooled, CacheError> {
         self.pool.get().await.map_err(errors::pool)
+    }
+
+    /// After the sentinels switched the primary: every connection to the old one is dropped
+    /// and the circuit its death opened is closed, so that the next call connects to the new
+    /// one at once.
+    pub(super) fn switched(&self) {
+        self.replace_shared(None);
+        self.pool.retain(|_, _| false);
+        self.last_failed_ms.store(0, Ordering::Release);
+        self.breaker.reset();
     }
 
     /// Closes the pool and drops the shared connection for good.

@@ -50,12 +50,16 @@ pub(super) fn is_auth_error(e: &PoolError) -> bool {
 /// is not: the connection is fine and late replies are matched to their requests, while
 /// replacing it would make the next caller wait for a new connection to a server that is
 /// slow to answer anyway.
+///
+/// A `READONLY` answer breaks it too: the server it leads to is a replica now (a failover
+/// demoted it), and a new connection goes to the primary.
 pub(super) fn breaks_connection(e: &RedisError) -> bool {
-    !e.is_timeout()
-        && (e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.is_unrecoverable_error())
+    e.code() == Some("READONLY")
+        || !e.is_timeout()
+            && (e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_unrecoverable_error())
 }
 
 /// The URL without its password, for messages.

@@ -10,6 +10,7 @@
 //! - [`clear`]: removal by key, namespace and prefix;
 //! - [`pages`]: the admin API's listing, pattern clears and `PING`, through the indexes;
 //! - [`near`]: the near-cache and its invalidation channel;
+//! - [`sentinel`]: the primary of a Sentinel-managed set, and following its failovers;
 //! - [`errors`]: what a client error means, as a [`CacheError`].
 
 mod batch;
@@ -22,15 +23,17 @@ mod index;
 mod lock;
 mod near;
 mod pages;
+mod sentinel;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use batch::Batcher;
-use connection::Connections;
+use connection::{Connections, Dialer};
 use index::Index;
-use near::Near;
+use near::{Near, Subscriber};
+use sentinel::Resolver;
 
 use super::{Fetch, Locked, Page, Store};
 use crate::circuit::Circuit;
@@ -43,7 +46,7 @@ use crate::hot::Epochs;
 use crate::keys::{self, ScopeKind};
 
 pub(crate) struct RedisStore {
-    conns: Connections,
+    conns: Arc<Connections>,
     prefix: Box<str>,
     counters: Arc<Counters>,
     index: Index,
@@ -61,12 +64,14 @@ pub(crate) struct RedisStore {
     instance: u64,
     /// Keeps the near-cache subscribed; aborted with the store.
     listener: Option<tokio::task::JoinHandle<()>>,
+    /// Follows the sentinels' failovers (behind Sentinel); aborted with the store.
+    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for RedisStore {
     fn drop(&mut self) {
-        if let Some(listener) = &self.listener {
-            listener.abort();
+        for task in [&self.listener, &self.follower].into_iter().flatten() {
+            task.abort();
         }
     }
 }
@@ -79,26 +84,74 @@ impl RedisStore {
         config: &CacheConfig,
         counters: Arc<Counters>,
     ) -> Result<Self, CacheError> {
-        let conns = Connections::new(url, config, Arc::clone(&counters))?;
+        let invalid = |e| {
+            ConfigError::new("url", format!("invalid Redis URL {}", errors::redact(url)))
+                .caused_by(e)
+        };
+        let manager = deadpool_redis::Manager::new_with_config(url, connection_config(config))
+            .map_err(invalid)?;
+        let client = redis::Client::open(url).map_err(invalid)?;
+        let conns = Connections::new(
+            Dialer::Direct(Box::new(manager)),
+            config,
+            Arc::clone(&counters),
+        )?;
+        Self::start(
+            conns,
+            Subscriber::Direct(Box::new(client)),
+            None,
+            config,
+            counters,
+        )
+        .await
+    }
+
+    /// [`connect`](Self::connect) to the primary the sentinels at `urls` name `master`.
+    pub(crate) async fn connect_sentinel(
+        urls: &[String],
+        master: &str,
+        config: &CacheConfig,
+        counters: Arc<Counters>,
+    ) -> Result<Self, CacheError> {
+        let resolver = Arc::new(Resolver::new(
+            urls,
+            master,
+            connection_config(config),
+            config.connect_timeout,
+        )?);
+        let dialer = Dialer::Sentinel(Arc::clone(&resolver));
+        let conns = Connections::new(dialer, config, Arc::clone(&counters))?;
+        let subscriber = Subscriber::Sentinel(Arc::clone(&resolver));
+        Self::start(conns, subscriber, Some(resolver), config, counters).await
+    }
+
+    async fn start(
+        conns: Connections,
+        subscriber: Subscriber,
+        sentinels: Option<Arc<Resolver>>,
+        config: &CacheConfig,
+        counters: Arc<Counters>,
+    ) -> Result<Self, CacheError> {
+        let conns = Arc::new(conns);
         let instance = crate::random::u64();
         let near = config
             .local_cache
             .map(|capacity| Arc::new(Near::new(&config.prefix, capacity, instance)));
-        let listener = match &near {
-            Some(near) => {
-                let client = redis::Client::open(url).map_err(|e| {
-                    ConfigError::new("url", format!("invalid Redis URL {}", errors::redact(url)))
-                        .caused_by(e)
-                })?;
-                Some(tokio::spawn(near::listen(
-                    Arc::clone(near),
-                    client,
-                    config.connect_timeout,
-                    config.breaker_cooldown,
-                )))
-            }
-            None => None,
-        };
+        let listener = near.as_ref().map(|near| {
+            tokio::spawn(near::listen(
+                Arc::clone(near),
+                subscriber,
+                config.connect_timeout,
+                config.breaker_cooldown,
+            ))
+        });
+        let follower = sentinels.map(|resolver| {
+            tokio::spawn(sentinel::follow(
+                resolver,
+                Arc::clone(&conns),
+                config.breaker_cooldown,
+            ))
+        });
         let store = Self {
             conns,
             prefix: config.prefix.as_str().into(),
@@ -111,6 +164,7 @@ impl RedisStore {
             channel: keys::channel(&config.prefix),
             instance,
             listener,
+            follower,
         };
         if store.conns.shared().await.is_none() {
             tracing::warn!(
@@ -119,6 +173,13 @@ impl RedisStore {
         }
         Ok(store)
     }
+}
+
+/// What every connection to Redis is made with: the connect and command timeouts.
+fn connection_config(config: &CacheConfig) -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.command_timeout))
 }
 
 impl Store for RedisStore {
@@ -195,8 +256,8 @@ impl Store for RedisStore {
 
     fn retire(&self) {
         self.conns.close();
-        if let Some(listener) = &self.listener {
-            listener.abort();
+        for task in [&self.listener, &self.follower].into_iter().flatten() {
+            task.abort();
         }
         if let Some(near) = &self.near {
             near.retire();

@@ -120,16 +120,33 @@ impl Near {
     }
 }
 
+/// Where the invalidation channel is subscribed to: one Redis, or the primary the sentinels
+/// name at the time (a replica would do as well, but the primary is the one sure to be up).
+pub(super) enum Subscriber {
+    Direct(Box<redis::Client>),
+    Sentinel(Arc<super::sentinel::Resolver>),
+}
+
+impl Subscriber {
+    async fn client(&self) -> redis::RedisResult<redis::Client> {
+        match self {
+            Subscriber::Direct(client) => Ok(redis::Client::clone(client)),
+            Subscriber::Sentinel(resolver) => resolver.primary().await,
+        }
+    }
+}
+
 /// Keeps the near-cache subscribed for as long as it exists; runs as a background task that
 /// the Redis store aborts when it is dropped.
 pub(super) async fn listen(
     near: Arc<Near>,
-    client: redis::Client,
+    subscriber: Subscriber,
     connect_timeout: Duration,
     retry: Duration,
 ) {
     loop {
         let subscribed = async {
+            let client = subscriber.client().await?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&near.channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
