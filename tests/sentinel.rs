@@ -22,10 +22,11 @@ struct Sentinel {
     port: u16,
     child: Child,
     dir: PathBuf,
+    password: Option<String>,
 }
 
 impl Sentinel {
-    fn start(primary: u16) -> Self {
+    fn start(primary: u16, password: Option<&str>) -> Self {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("cache-test-sentinel-{port}-{}", std::process::id()));
@@ -38,8 +39,14 @@ impl Sentinel {
                  sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n\
                  sentinel down-after-milliseconds {MASTER} 1000\n\
                  sentinel failover-timeout {MASTER} 5000\n\
-                 sentinel parallel-syncs {MASTER} 1\n",
-                dir.display()
+                 sentinel parallel-syncs {MASTER} 1\n{}",
+                dir.display(),
+                match password {
+                    Some(pw) => format!(
+                        "requirepass {pw}\nsentinel sentinel-pass {pw}\nsentinel auth-pass {MASTER} {pw}\n"
+                    ),
+                    None => String::new(),
+                }
             ),
         )
         .expect("sentinel.conf");
@@ -52,11 +59,20 @@ impl Sentinel {
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot start redis-server --sentinel");
-        Self { port, child, dir }
+        let password = password.map(str::to_owned);
+        Self {
+            port,
+            child,
+            dir,
+            password,
+        }
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     async fn client(&self) -> Option<redis::aio::MultiplexedConnection> {
@@ -96,11 +112,24 @@ impl Set {
     /// Starts the set and waits until every sentinel knows the replica and the two other
     /// sentinels (what a failover needs), at most 20 s.
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// [`start`](Self::start), every process asking for `password` when there is one.
+    async fn start_with(password: Option<&str>) -> Self {
         let turn = exclusive().await;
-        let primary = RedisServer::start();
-        let replica =
-            RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
-        let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(primary.port)).collect();
+        let auth: Vec<&str> = match password {
+            Some(pw) => vec!["--requirepass", pw, "--masterauth", pw],
+            None => Vec::new(),
+        };
+        let primary = RedisServer::start_with(&auth);
+        let port = primary.port.to_string();
+        let mut args = vec!["--replicaof", "127.0.0.1", port.as_str()];
+        args.extend(&auth);
+        let replica = RedisServer::start_with(&args);
+        let sentinels: Vec<Sentinel> = (0..3)
+            .map(|_| Sentinel::start(primary.port, password))
+            .collect();
         let ready = support::eventually(Duration::from_secs(20), || async {
             for sentinel in &sentinels {
                 let Some(master) = sentinel.master().await else {
@@ -173,6 +202,67 @@ async fn entries_are_written_to_the_primary_and_read_from_it() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     let ping = cache.ping().await.unwrap();
     assert!(ping < Duration::from_secs(1));
+}
+
+/// With a password on every process, the URLs' password logs in to the sentinels and to the
+/// primary; a wrong one caches nothing (and fails nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_urls_password_logs_in_to_sentinels_and_primary() {
+    let set = Set::start_with(Some("s3cret")).await;
+    let cache = Cache::new(set.config()).await.unwrap();
+    let bodies = Bodies::default();
+    for _ in 0..3 {
+        assert_eq!(triple(&cache, 5, &bodies).await, 15);
+    }
+    assert_eq!(bodies.0.load(Ordering::Relaxed), 1, "cached");
+    let mut primary = set.primary.client_with("default", "s3cret").await;
+    let keys: Vec<String> = redis::AsyncCommands::keys(&mut primary, "cache:sentinel:*")
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+
+    let wrong: Vec<String> = set
+        .sentinels
+        .iter()
+        .map(|s| format!("redis://:wrong@127.0.0.1:{}", s.port))
+        .collect();
+    let cache = Cache::new(CacheConfig::sentinel(wrong, MASTER))
+        .await
+        .unwrap();
+    let bodies = Bodies::default();
+    for _ in 0..2 {
+        assert_eq!(triple(&cache, 5, &bodies).await, 15);
+    }
+    assert_eq!(bodies.0.load(Ordering::Relaxed), 2, "ran uncached");
+}
+
+/// The near-cache behind Sentinel: a copy in one process is evicted when another clears
+/// the entry (the invalidation goes through the primary the sentinels name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_cache_copy_is_evicted_by_another_process_clear() {
+    let set = Set::start().await;
+    let near = Cache::new(set.config().local_cache(1_000)).await.unwrap();
+    let other = Cache::new(set.config()).await.unwrap();
+    let bodies = Bodies::default();
+    // Subscribed once a copy is served from process.
+    let subscribed = support::eventually(Duration::from_secs(5), || async {
+        triple(&near, 9, &bodies).await;
+        near.stats().local_hits > 0
+    })
+    .await;
+    assert!(subscribed, "the near-cache never served a copy");
+    let ran = bodies.0.load(Ordering::Relaxed);
+    let removed = other
+        .clear(cache_runtime::Scope::namespace("sentinel"))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let evicted = support::eventually(Duration::from_secs(1), || async {
+        triple(&near, 9, &bodies).await;
+        bodies.0.load(Ordering::Relaxed) > ran
+    })
+    .await;
+    assert!(evicted, "the copy outlived the other process's clear");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
