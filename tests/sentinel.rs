@@ -299,11 +299,33 @@ struct Second {
     max_us: u64,
 }
 
-/// Kills the primary while 16 tasks call over 1,000 hot keys: no call fails or takes over
-/// 0.3 s; hits resume on the promoted replica within 0.5 s of the sentinels' switch; the old
-/// primary, restarted, comes back as a replica and nothing is written to it.
+/// How the primary goes away.
+#[derive(Clone, Copy, Debug)]
+enum Death {
+    /// SIGKILL: its connections break at once; restarted later (empty).
+    Kill,
+    /// SIGSTOP: its connections stay open and nothing answers (a partition, a stalled
+    /// host); SIGCONT later (with its data).
+    Freeze,
+}
+
+/// SIGKILL of the primary under load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_under_load_costs_no_errors_and_no_slow_calls() {
+    failover(Death::Kill).await;
+}
+
+/// SIGSTOP of the primary under load: calls time out instead of failing at once, and the
+/// sentinels' `+switch-master` is what moves the cache to the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_primary_is_left_behind_without_slow_calls() {
+    failover(Death::Freeze).await;
+}
+
+/// The primary goes away (`death`) while 16 tasks call over 1,000 hot keys: no call fails or
+/// takes over 0.3 s; hits resume on the promoted replica within 0.5 s of the sentinels'
+/// switch; the old primary, back, is a replica and nothing is written to it.
+async fn failover(death: Death) {
     const TASKS: u64 = 16;
     const KEYS: u64 = 1_000;
     const SECONDS: usize = 14;
@@ -386,7 +408,10 @@ async fn a_failover_under_load_costs_no_errors_and_no_slow_calls() {
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = started.elapsed();
-    set.primary.kill();
+    match death {
+        Death::Kill => set.primary.kill(),
+        Death::Freeze => set.primary.freeze(),
+    }
     // The first store hit after the kill (the cache's own count: a call that got another
     // task's result, single-flight, is no hit of the store).
     let first_hit = {
@@ -418,7 +443,10 @@ async fn a_failover_under_load_costs_no_errors_and_no_slow_calls() {
     let switched_at = switched_at.expect("the sentinels did not switch within 5 s");
     tokio::time::sleep(Duration::from_secs(2)).await;
     // The old primary comes back; the sentinels make it a replica of the new one.
-    set.primary.restart();
+    match death {
+        Death::Kill => set.primary.restart(),
+        Death::Freeze => set.primary.thaw(),
+    }
     for task in tasks {
         task.await.unwrap();
     }
@@ -426,7 +454,7 @@ async fn a_failover_under_load_costs_no_errors_and_no_slow_calls() {
 
     let table = table.lock().unwrap().clone();
     println!(
-        "primary killed at {:.2} s, sentinels switched at {:.2} s ({:.2} s later)",
+        "{death:?}: primary gone at {:.2} s, sentinels switched at {:.2} s ({:.2} s later)",
         killed_at.as_secs_f64(),
         switched_at.as_secs_f64(),
         (switched_at - killed_at).as_secs_f64()
@@ -460,7 +488,7 @@ async fn a_failover_under_load_costs_no_errors_and_no_slow_calls() {
         .unwrap()
         .expect("no hit within 10 s of the kill");
     println!(
-        "first hit after the kill at {:.3} s: {:+.3} s after the switch",
+        "first store hit after the primary went: at {:.3} s, {:+.3} s after the switch",
         first_hit.as_secs_f64(),
         first_hit.as_secs_f64() - switched_at.as_secs_f64()
     );

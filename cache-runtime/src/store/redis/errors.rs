@@ -83,6 +83,21 @@ mod tests {
     }
 
     #[test]
+    fn a_readonly_answer_breaks_the_connection_and_a_timeout_does_not() {
+        let readonly = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ReadOnly),
+            "READONLY",
+            "You can't write against a read only replica.".to_owned(),
+        ));
+        assert_eq!(readonly.code(), Some("READONLY"));
+        assert!(breaks_connection(&readonly));
+        let timeout = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(!breaks_connection(&timeout));
+        let other = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "ERR"));
+        assert!(!breaks_connection(&other));
+    }
+
+    #[test]
     fn errors_say_what_happened() {
         let timeout = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
         assert!(matches!(command(timeout), CacheError::Timeout(_)));
