@@ -146,9 +146,10 @@ impl RedisStore {
             ))
         });
         let follower = sentinels.map(|resolver| {
+            let conns = Arc::clone(&conns);
             tokio::spawn(sentinel::follow(
                 resolver,
-                Arc::clone(&conns),
+                move || conns.switched(),
                 config.breaker_cooldown,
             ))
         });

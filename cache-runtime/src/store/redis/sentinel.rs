@@ -12,7 +12,6 @@ use redis::aio::MultiplexedConnection;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, RedisError, RedisResult};
 
-use super::connection::Connections;
 use super::errors;
 use crate::error::{CacheError, ConfigError};
 use crate::throttle::throttled;
@@ -112,10 +111,14 @@ impl Resolver {
 }
 
 /// Follows the sentinels' `+switch-master` announcements for as long as the store lives (a
-/// background task it aborts): each one for this primary drops every connection to the old
-/// one, so that the next call connects to the new one at once instead of after its next
-/// failure, and closes the circuit that the failover opened.
-pub(super) async fn follow(resolver: Arc<Resolver>, conns: Arc<Connections>, retry: Duration) {
+/// background task it aborts), and calls `switched` on each one for this primary: the store
+/// then drops every connection to the old one, so that the next call connects to the new one
+/// at once instead of after its next failure, and closes the circuit the failover opened.
+pub(super) async fn follow(
+    resolver: Arc<Resolver>,
+    switched: impl Fn() + Send + 'static,
+    retry: Duration,
+) {
     loop {
         for url in &resolver.urls {
             let subscribed = async {
@@ -140,7 +143,7 @@ pub(super) async fn follow(resolver: Arc<Resolver>, conns: Arc<Connections>, ret
                 };
                 if payload.split(' ').next() == Some(resolver.master.as_str()) {
                     tracing::info!(switch = %payload, "the sentinels switched the primary; reconnecting");
-                    conns.switched();
+                    switched();
                 }
             }
             throttled!(
