@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# redis-server for the tests' own servers; openssl to make the TLS test's certificates.
+# redis-server for the tests' own servers (redis-cli, of redis-tools, makes their clusters);
+# openssl to make the TLS test's certificates.
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v redis-cli >/dev/null 2>&1 || missing="$missing redis-tools"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 if [ -n "$missing" ]; then
   echo "installing from the distribution's packages:$missing"

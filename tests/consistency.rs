@@ -3,6 +3,8 @@
 //! memory store, on Redis and on Redis with a near-cache, in one process and (on Redis)
 //! across two. Every wait is bounded.
 
+#[path = "support/cluster.rs"]
+mod cluster;
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -41,10 +43,23 @@ async fn read(id: usize) -> u64 {
 struct Setup {
     _turn: tokio::sync::MutexGuard<'static, ()>,
     server: Option<RedisServer>,
+    _cluster: Option<cluster::Cluster>,
 }
 
 async fn setup(backend: &str) -> Setup {
     let turn = exclusive().await;
+    if backend == "cluster" {
+        let cluster = tokio::task::spawn_blocking(cluster::start).await.unwrap();
+        cache_runtime::init(CacheConfig::cluster(cluster.urls()))
+            .await
+            .unwrap();
+        HOLD.store(false, SeqCst);
+        return Setup {
+            _turn: turn,
+            server: None,
+            _cluster: Some(cluster),
+        };
+    }
     let server = (backend != "memory").then(RedisServer::start);
     let config = match (backend, &server) {
         ("memory", _) => CacheConfig::memory(),
@@ -58,6 +73,7 @@ async fn setup(backend: &str) -> Setup {
     Setup {
         _turn: turn,
         server,
+        _cluster: None,
     }
 }
 
@@ -234,6 +250,10 @@ macro_rules! on_every_backend {
         mod on_near {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() { super::$case("near").await })*
+        }
+        mod on_cluster {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case("cluster").await })*
         }
     };
 }

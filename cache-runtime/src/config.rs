@@ -8,6 +8,8 @@ use crate::error::ConfigError;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
     Redis(String),
+    /// A Redis Cluster, found from these nodes.
+    Cluster(Vec<String>),
     /// The primary the sentinels at these URLs name `master`.
     Sentinel {
         urls: Vec<String>,
@@ -74,7 +76,9 @@ impl CacheConfig {
 
     /// The store the environment names:
     ///
-    /// - `REDIS_SENTINEL_URLS` (comma-separated sentinel URLs) with `REDIS_SENTINEL_MASTER`
+    /// - `REDIS_CLUSTER_URLS` (comma-separated URLs of some of a cluster's nodes): a Redis
+    ///   Cluster, as [`cluster`](Self::cluster);
+    /// - otherwise `REDIS_SENTINEL_URLS` (comma-separated sentinel URLs) with `REDIS_SENTINEL_MASTER`
     ///   (the name they monitor the primary under; `mymaster` when unset): the primary of a
     ///   Sentinel-managed set, as [`sentinel`](Self::sentinel);
     /// - otherwise `REDIS_URL`: one Redis, as [`redis`](Self::redis);
@@ -90,13 +94,18 @@ impl CacheConfig {
     /// ```
     pub fn from_env() -> Self {
         let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let mut config = match (var("REDIS_SENTINEL_URLS"), var("REDIS_URL")) {
-            (Some(urls), _) => Self::with_target(Target::Sentinel {
-                urls: urls.split(',').map(|u| u.trim().to_owned()).collect(),
+        let list = |urls: String| urls.split(',').map(|u| u.trim().to_owned()).collect();
+        let mut config = if let Some(urls) = var("REDIS_CLUSTER_URLS") {
+            Self::with_target(Target::Cluster(list(urls)))
+        } else if let Some(urls) = var("REDIS_SENTINEL_URLS") {
+            Self::with_target(Target::Sentinel {
+                urls: list(urls),
                 master: var("REDIS_SENTINEL_MASTER").unwrap_or_else(|| "mymaster".to_owned()),
-            }),
-            (None, Some(url)) => Self::with_target(Target::Redis(url)),
-            (None, None) => Self::memory(),
+            })
+        } else if let Some(url) = var("REDIS_URL") {
+            Self::with_target(Target::Redis(url))
+        } else {
+            Self::memory()
         };
         if let Ok(prefix) = std::env::var("CACHE_PREFIX") {
             config.prefix = prefix;
@@ -109,6 +118,25 @@ impl CacheConfig {
     #[cfg(feature = "redis")]
     pub fn redis(url: impl Into<String>) -> Self {
         Self::with_target(Target::Redis(url.into()))
+    }
+
+    /// A Redis Cluster, found from the nodes at `urls` (some of them are enough; the rest
+    /// are discovered). Every command goes to the node that holds its key's slot, through
+    /// one multiplexed connection per node; `MOVED`, `ASK` and changes of topology are
+    /// followed. Entries keep their keys (`{prefix}:{namespace}:{key}`), so they spread over
+    /// every primary; a namespace's index and its clearing set share one slot (see the
+    /// README's *Redis Cluster*). The user and password of the URLs apply to every node;
+    /// every other option works as with [`redis`](Self::redis).
+    ///
+    /// ```
+    /// use cache_runtime::CacheConfig;
+    ///
+    /// let config = CacheConfig::cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]);
+    /// # let _ = config;
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn cluster<U: Into<String>>(urls: impl IntoIterator<Item = U>) -> Self {
+        Self::with_target(Target::Cluster(urls.into_iter().map(Into::into).collect()))
     }
 
     /// The primary of a Sentinel-managed set: the sentinels at `urls` name the primary they

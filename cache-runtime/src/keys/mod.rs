@@ -8,6 +8,8 @@
 //! {prefix}:{namespace}                        the namespace's index (a sorted set)
 //! {prefix}:{namespace}::lock:{key}            the cross-process lock of an entry
 //! {prefix}:{namespace}::clearing              index members clears are removing
+//! {{prefix}:{namespace}}::clearing            the same on a Redis Cluster (one slot with
+//!                                             the index)
 //! {prefix}:{namespace}::fence                 the namespace's fence (moved by its clears)
 //! {prefix}:::fence                            the fence of everything (and of keys without
 //!                                             a namespace)
@@ -156,6 +158,13 @@ pub(crate) fn clearing(prefix: &str, namespace: &str) -> String {
     format!("{prefix}:{namespace}::clearing")
 }
 
+/// [`clearing`] on a Redis Cluster: `{{prefix}:{namespace}}::clearing`, whose hash tag is the
+/// name of the namespace's index, so that both are in one slot (the index, without braces,
+/// hashes whole) and one script moves the index's members into it.
+pub(crate) fn clearing_in_cluster(prefix: &str, namespace: &str) -> String {
+    format!("{{{}}}::clearing", index(prefix, namespace))
+}
+
 /// The fence of `namespace`, which its clears move: `{prefix}:{namespace}::fence`. The fence
 /// of the empty namespace, `{prefix}:::fence`, is the fence of everything: full clears move
 /// it, and clears of keys without a namespace.
@@ -291,6 +300,10 @@ mod tests {
     /// The layout, byte for byte: entries written by earlier versions must still be found.
     #[test]
     fn every_name_is_what_it_always_was() {
+        assert_eq!(
+            clearing_in_cluster("cache", "catalog"),
+            "{cache:catalog}::clearing"
+        );
         assert_eq!(explicit("cache", "catalog", "site"), "cache:catalog:site");
         assert_eq!(explicit("cache", "", "site"), "cache::site");
         assert_eq!(

@@ -228,8 +228,12 @@ impl AnyStore {
                 redis::RedisStore::connect_sentinel(urls, master, config, Arc::clone(counters))
                     .await?,
             )),
+            #[cfg(feature = "redis")]
+            Target::Cluster(urls) => Ok(AnyStore::Redis(
+                redis::RedisStore::connect_cluster(urls, config, Arc::clone(counters)).await?,
+            )),
             #[cfg(not(feature = "redis"))]
-            Target::Redis(_) | Target::Sentinel { .. } => {
+            Target::Redis(_) | Target::Sentinel { .. } | Target::Cluster(_) => {
                 let _ = counters;
                 Err(crate::error::ConfigError::new(
                     "url",

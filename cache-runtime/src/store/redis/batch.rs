@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use redis::aio::MultiplexedConnection;
+use super::link::Link;
 use redis::RedisError;
 use tokio::sync::oneshot;
 
@@ -72,9 +72,10 @@ impl Batcher {
 
     /// Reads `key` on `conn`: as the leader of the lookups that start meanwhile, or as one of
     /// them.
-    pub(crate) async fn get(&self, conn: &mut MultiplexedConnection, key: &str) -> Reply {
+    pub(crate) async fn get(&self, conn: &mut Link, key: &str) -> Reply {
         let counted = InFlight::enter(&self.in_flight);
-        if counted.0 <= BATCH_ABOVE {
+        // A cluster's keys are on several nodes: one `MGET` would be split by slot again.
+        if counted.0 <= BATCH_ABOVE || conn.is_cluster() {
             return get_alone(conn, key).await;
         }
         // Boxed: the batched path's future is large, and every lookup's future (a lone one's
@@ -83,7 +84,7 @@ impl Batcher {
     }
 
     /// [`get`](Self::get) among many lookups in flight.
-    async fn batched(&self, conn: &mut MultiplexedConnection, key: &str) -> Reply {
+    async fn batched(&self, conn: &mut Link, key: &str) -> Reply {
         match self.role(key) {
             Role::Lead => self.lead(conn, key).await,
             Role::Follow(rx) => match rx.await {
@@ -113,7 +114,7 @@ impl Batcher {
         }
     }
 
-    async fn lead(&self, conn: &mut MultiplexedConnection, key: &str) -> Reply {
+    async fn lead(&self, conn: &mut Link, key: &str) -> Reply {
         let leading = Leading(Some(self));
         // Lets the tasks that are ready now run first; those that look up a key queue.
         tokio::task::yield_now().await;
@@ -159,7 +160,7 @@ fn fail(batch: Vec<Waiter>, e: RedisError) -> Reply {
     Err(e)
 }
 
-async fn get_alone(conn: &mut MultiplexedConnection, key: &str) -> Reply {
+async fn get_alone(conn: &mut Link, key: &str) -> Reply {
     redis::cmd("GET")
         .arg(key)
         .query_async(conn)

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use redis::{RedisError, Script};
 
-use super::{commands, errors, near, RedisStore};
+use super::{cluster, commands, errors, near, RedisStore};
 use crate::error::CacheError;
 use crate::keys::{self, ScopeKind};
 use crate::throttle::throttled;
@@ -101,7 +101,10 @@ impl RedisStore {
 
     async fn clear_namespace(&self, conn: &mut Conn, namespace: &str) -> Result<u64, CacheError> {
         let index = keys::index(&self.prefix, namespace);
-        let clearing = keys::clearing(&self.prefix, namespace);
+        let clearing = match self.cluster {
+            true => keys::clearing_in_cluster(&self.prefix, namespace),
+            false => keys::clearing(&self.prefix, namespace),
+        };
         // The index's members move to the namespace's clearing set, in one step: entries
         // written from now on go to a new index and survive, as writes after the clear
         // should. Clears of one namespace share the set, and each returns only once it is
@@ -118,6 +121,30 @@ impl RedisStore {
         // set shrinks by each batch, so the loop ends.
         loop {
             let mut pipe = redis::pipe();
+            if !batch.is_empty() && self.cluster {
+                // The entries are in other slots than the set: their `UNLINK` goes on its
+                // own (redis-rs splits it by slot).
+                let unlinked: u64 = redis::cmd("UNLINK")
+                    .arg(&batch)
+                    .query_async(&mut **conn)
+                    .await
+                    .map_err(errors::command)?;
+                removed += unlinked;
+                pipe.cmd("ZREM").arg(&clearing).arg(&batch).ignore();
+                pipe.cmd("ZRANGE")
+                    .arg(&clearing)
+                    .arg(0)
+                    .arg(INDEX_BATCH - 1);
+                let (next,): (Vec<Vec<u8>>,) = pipe
+                    .query_async(&mut **conn)
+                    .await
+                    .map_err(errors::command)?;
+                batch = next;
+                if batch.is_empty() {
+                    return Ok(removed);
+                }
+                continue;
+            }
             if !batch.is_empty() {
                 pipe.cmd("UNLINK").arg(&batch);
                 pipe.cmd("ZREM").arg(&clearing).arg(&batch).ignore();
@@ -148,18 +175,48 @@ impl RedisStore {
     }
 
     async fn clear_all(&self, conn: &mut Conn) -> Result<u64, CacheError> {
+        let mut removed = 0;
+        let mut namespaces: HashSet<String> = HashSet::new();
+        // `SCAN` is per node: on a cluster, every primary is scanned.
+        let nodes = match self.cluster {
+            true => cluster::primaries(conn)
+                .await
+                .map_err(errors::command)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            false => vec![None],
+        };
+        for node in &nodes {
+            removed += self
+                .clear_node(conn, node.as_ref(), &mut namespaces)
+                .await?;
+        }
+        for ns in &namespaces {
+            removed += self.clear_namespace(conn, ns).await?;
+        }
+        Ok(removed)
+    }
+
+    /// The entries of one node (`None`: the only one) removed, the namespaces whose indexes it
+    /// holds added to `namespaces`.
+    async fn clear_node(
+        &self,
+        conn: &mut Conn,
+        node: Option<&cluster::Node>,
+        namespaces: &mut HashSet<String>,
+    ) -> Result<u64, CacheError> {
         let pattern = keys::all_pattern(&self.prefix);
         let mut cursor: u64 = 0;
         let mut removed = 0;
-        let mut namespaces: HashSet<String> = HashSet::new();
         loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(SCAN_BATCH)
-                .query_async(&mut **conn)
+                .arg(SCAN_BATCH);
+            let (next, found): (u64, Vec<String>) = cluster::on(conn, node, &scan)
                 .await
                 .map_err(errors::command)?;
             let mut entries = Vec::new();
@@ -183,14 +240,10 @@ impl RedisStore {
             removed += unlink(conn, &entries).await?;
             unlink(conn, &own).await?;
             if next == 0 {
-                break;
+                return Ok(removed);
             }
             cursor = next;
         }
-        for ns in &namespaces {
-            removed += self.clear_namespace(conn, ns).await?;
-        }
-        Ok(removed)
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use redis::{RedisError, Script};
 
 use super::batch::Failure;
+use super::link::Link;
 use super::{errors, near, RedisStore};
 use crate::counters::Count;
 use crate::fence::Fence;
@@ -55,6 +56,7 @@ impl RedisStore {
                     .await;
                 reply.map_err(Arc::new).map(|(bytes, pttl)| {
                     let left = u64::try_from(pttl).ok().map(Duration::from_millis);
+                    let bytes = bytes.filter(|bytes| !is_pending(bytes));
                     if let (Some(near), Some(epoch), Some(bytes), Some(left)) =
                         (&self.near, epoch, &bytes, left)
                     {
@@ -65,6 +67,11 @@ impl RedisStore {
             };
         conn.release();
         match reply {
+            // A write under way on a cluster (see `write_across`): not an entry yet.
+            Ok((Some(bytes), _)) if self.cluster && is_pending(&bytes) => {
+                permit.success();
+                Fetch::Miss
+            }
             Ok((Some(bytes), left)) => {
                 permit.success();
                 Fetch::Hit(Held::Reply(bytes), left)
@@ -139,6 +146,26 @@ impl RedisStore {
             permit.failure();
             return;
         };
+        if self.cluster {
+            let epoch = self.near.as_ref().map(|near| near.epoch());
+            let stored = self
+                .write_across(&mut conn.conn, key, &value, ttl_secs, fence)
+                .await;
+            conn.release();
+            match stored {
+                Ok(stored) => {
+                    permit.success();
+                    if let (true, Some(near), Some(epoch)) = (stored, &self.near, epoch) {
+                        near.insert(key, value, Duration::from_secs(ttl_secs), epoch);
+                    }
+                }
+                Err(e) => {
+                    permit.failure();
+                    self.conns.failed("SET", &e);
+                }
+            }
+            return;
+        }
         let namespace = keys::namespace_of(&self.prefix, key);
         let mut call = STORE.key(key);
         call.key(keys::fence(&self.prefix, ""))
@@ -181,6 +208,159 @@ impl RedisStore {
         }
     }
 }
+
+impl RedisStore {
+    /// The fences of everything and of `key`'s namespace, as stored (`None`: absent).
+    async fn fences(
+        &self,
+        conn: &mut Link,
+        key: &str,
+    ) -> Result<(Option<String>, Option<String>), RedisError> {
+        let namespace = keys::namespace_of(&self.prefix, key);
+        redis::cmd("MGET")
+            .arg(keys::fence(&self.prefix, ""))
+            .arg(keys::fence(&self.prefix, namespace))
+            .query_async(conn)
+            .await
+    }
+
+    /// Whether the fences of `key` are still those `fence` holds.
+    async fn fence_holds(
+        &self,
+        conn: &mut Link,
+        key: &str,
+        fence: Fence,
+    ) -> Result<bool, RedisError> {
+        let (all, ns) = self.fences(conn, key).await?;
+        Ok(fence_value(all) == Some(fence.0[0]) && fence_value(ns) == Some(fence.0[1]))
+    }
+
+    /// The write of a miss on a cluster, where the entry, the fences and the index are in
+    /// different slots (on different nodes), so that no one script holds them. The entry is
+    /// written in two steps, and is only ever an entry once no clear can have missed it:
+    ///
+    /// 1. the fences are checked (a clear since the miss began: nothing is written);
+    /// 2. the index gains the key;
+    /// 3. the entry is set to a *pending* marker of this write, which every lookup reads as
+    ///    a miss;
+    /// 4. the fences are read again: moved, the marker is removed and nothing is stored;
+    /// 5. a script on the entry's slot replaces the marker with the value, if the marker is
+    ///    still there.
+    ///
+    /// A clear that moves its fence after step 4 reads the index after it, so it finds the
+    /// key (step 2) and removes it: before step 5, which then finds no marker and stores
+    /// nothing, or after, removing the value. Either way no read that starts after the
+    /// clear returns sees the value. Returns whether it was stored.
+    async fn write_across(
+        &self,
+        conn: &mut Link,
+        key: &str,
+        value: &[u8],
+        ttl_secs: u64,
+        fence: Fence,
+    ) -> Result<bool, RedisError> {
+        if !self.fence_holds(conn, key, fence).await? {
+            return Ok(false);
+        }
+        if let Some(upkeep) = self.index.on_write(&self.prefix, key, ttl_secs) {
+            // One key: one slot.
+            let mut pipe = redis::pipe();
+            pipe.cmd("ZADD")
+                .arg(upkeep.index)
+                .arg(upkeep.score)
+                .arg(key)
+                .ignore();
+            if let Some(below) = upkeep.trim_below {
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(upkeep.index)
+                    .arg("-inf")
+                    .arg(below)
+                    .ignore();
+            }
+            pipe.cmd("EXPIRE")
+                .arg(upkeep.index)
+                .arg(upkeep.keep_secs)
+                .arg("NX")
+                .ignore();
+            pipe.cmd("EXPIRE")
+                .arg(upkeep.index)
+                .arg(upkeep.keep_secs)
+                .arg("GT")
+                .ignore();
+            pipe.query_async::<()>(conn).await?;
+        }
+        let marker = pending_marker();
+        redis::cmd("SET")
+            .arg(key)
+            .arg(&marker)
+            .arg("PX")
+            .arg(PENDING_MS)
+            .query_async::<()>(conn)
+            .await?;
+        if !self.fence_holds(conn, key, fence).await? {
+            let _: u8 = DROP_PENDING
+                .key(key)
+                .arg(&marker)
+                .invoke_async(conn)
+                .await?;
+            return Ok(false);
+        }
+        let stored: u8 = COMMIT
+            .key(key)
+            .arg(&marker)
+            .arg(value)
+            .arg(ttl_secs)
+            .invoke_async(conn)
+            .await?;
+        if stored == 1 && self.near.is_some() {
+            redis::cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(near::message(self.instance, key, true))
+                .query_async::<()>(conn)
+                .await?;
+        }
+        Ok(stored == 1)
+    }
+}
+
+/// What a pending write on a cluster starts with (see `write_across`): no JSON text and no
+/// record of the response cache layer starts so.
+const PENDING: &[u8] = b"\0cache-runtime:pending:";
+
+/// How long a pending marker lives if its writer never finishes.
+const PENDING_MS: u64 = 10_000;
+
+fn pending_marker() -> Vec<u8> {
+    let mut marker = PENDING.to_vec();
+    marker.extend_from_slice(format!("{:016x}", crate::random::u64()).as_bytes());
+    marker
+}
+
+fn is_pending(bytes: &[u8]) -> bool {
+    bytes.starts_with(PENDING)
+}
+
+/// `KEYS[1]` = entry; `ARGV` = this write's pending marker, value, TTL. Sets the value if the
+/// marker is still there; 1 if it did.
+static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"#,
+    )
+});
+
+/// `KEYS[1]` = entry; `ARGV[1]` = this write's pending marker, removed if still there.
+static DROP_PENDING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+return 0
+"#,
+    )
+});
 
 /// The write of a miss: `KEYS` = entry, fence of everything, fence of its namespace[, its
 /// namespace index]; `ARGV` = the two fences the miss read (`""`: none), value, TTL, channel

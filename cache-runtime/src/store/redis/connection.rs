@@ -10,11 +10,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
 use deadpool_redis::Runtime;
-use redis::aio::MultiplexedConnection;
 use redis::RedisError;
 
 use super::breaker::Breaker;
 use super::errors;
+use super::link::Link;
 use super::sentinel::Resolver;
 use crate::circuit::Circuit;
 use crate::config::CacheConfig;
@@ -24,38 +24,43 @@ use crate::error::ConfigError;
 use crate::spares::{self, Spares};
 use crate::throttle::{now_ms, throttled};
 
-/// How the pool makes its connections: to one URL, or to the primary the sentinels name.
+/// How the pool makes its connections: to one URL, to the primary the sentinels name, or
+/// to a cluster (one connection then multiplexes over every node).
 pub(super) enum Dialer {
     Direct(Box<deadpool_redis::Manager>),
     Sentinel(Arc<Resolver>),
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 impl managed::Manager for Dialer {
-    type Type = MultiplexedConnection;
+    type Type = Link;
     type Error = RedisError;
 
-    async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
+    async fn create(&self) -> Result<Link, RedisError> {
         match self {
-            Dialer::Direct(manager) => manager.create().await,
-            Dialer::Sentinel(resolver) => resolver.connect().await,
+            Dialer::Direct(manager) => manager.create().await.map(Link::Single),
+            Dialer::Sentinel(resolver) => resolver.connect().await.map(Link::Single),
+            Dialer::Cluster(client) => client.get_async_connection().await.map(Link::Cluster),
         }
     }
 
-    async fn recycle(
-        &self,
-        conn: &mut MultiplexedConnection,
-        metrics: &Metrics,
-    ) -> RecycleResult<RedisError> {
-        match self {
-            Dialer::Direct(manager) => manager.recycle(conn, metrics).await,
-            // A connection kept from before a failover may lead to a replica now.
-            Dialer::Sentinel(_) => {
-                let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(conn).await?;
-                match role.first() {
-                    Some(redis::Value::BulkString(role)) if role == b"master" => Ok(()),
-                    _ => Err(RecycleError::message("no longer the primary")),
-                }
+    async fn recycle(&self, link: &mut Link, metrics: &Metrics) -> RecycleResult<RedisError> {
+        let conn = match (self, link) {
+            (Dialer::Direct(manager), Link::Single(conn)) => {
+                return manager.recycle(conn, metrics).await
             }
+            (Dialer::Cluster(_), link @ Link::Cluster(_)) => {
+                let _: String = redis::cmd("PING").query_async(link).await?;
+                return Ok(());
+            }
+            (Dialer::Sentinel(_), Link::Single(conn)) => conn,
+            _ => return Err(RecycleError::message("a connection of another kind")),
+        };
+        // A connection kept from before a failover may lead to a replica now.
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(conn).await?;
+        match role.first() {
+            Some(redis::Value::BulkString(role)) if role == b"master" => Ok(()),
+            _ => Err(RecycleError::message("no longer the primary")),
         }
     }
 }
@@ -84,7 +89,7 @@ pub(super) struct Connections {
 
 /// The connection cached calls share, and a number that changes whenever it is replaced.
 struct Shared {
-    conn: MultiplexedConnection,
+    conn: Link,
     id: u64,
 }
 
@@ -93,14 +98,14 @@ static NEXT_SHARED_ID: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     /// Clones of the shared connection this thread's calls gave back (see [`Spares`]): a
     /// `MultiplexedConnection` clone costs several shared reference counts.
-    static SPARES: Spares<MultiplexedConnection> = const { Spares::new(32) };
+    static SPARES: Spares<Link> = const { Spares::new(32) };
 }
 
 /// A clone of the shared connection for one call.
 pub(super) struct Lease<'a> {
     owner: &'a Connections,
     id: u64,
-    pub(super) conn: MultiplexedConnection,
+    pub(super) conn: Link,
 }
 
 impl Lease<'_> {
@@ -178,7 +183,7 @@ impl Connections {
         match self.pool.get().await {
             Ok(pooled) => {
                 let shared = Shared {
-                    conn: MultiplexedConnection::clone(&pooled),
+                    conn: Link::clone(&pooled),
                     id: NEXT_SHARED_ID.fetch_add(1, Ordering::Relaxed),
                 };
                 let lease = Lease {

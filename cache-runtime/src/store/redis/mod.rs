@@ -16,10 +16,12 @@
 mod batch;
 mod breaker;
 mod clear;
+mod cluster;
 mod commands;
 mod connection;
 mod errors;
 mod index;
+mod link;
 mod lock;
 mod near;
 mod pages;
@@ -64,6 +66,8 @@ pub(crate) struct RedisStore {
     instance: u64,
     /// Keeps the near-cache subscribed; aborted with the store.
     listener: Option<tokio::task::JoinHandle<()>>,
+    /// Whether the store is a Redis Cluster: then commands of several keys keep to one slot.
+    cluster: bool,
     /// Follows the sentinels' failovers (behind Sentinel); aborted with the store.
     follower: Option<tokio::task::JoinHandle<()>>,
 }
@@ -104,6 +108,36 @@ impl RedisStore {
             counters,
         )
         .await
+    }
+
+    /// [`connect`](Self::connect) to the Redis Cluster the nodes at `urls` belong to.
+    pub(crate) async fn connect_cluster(
+        urls: &[String],
+        config: &CacheConfig,
+        counters: Arc<Counters>,
+    ) -> Result<Self, CacheError> {
+        let invalid = |e| {
+            let shown: Vec<String> = urls.iter().map(|u| errors::redact(u)).collect();
+            ConfigError::new("cluster", format!("invalid cluster URLs {shown:?}")).caused_by(e)
+        };
+        if urls.is_empty() {
+            return Err(ConfigError::new("cluster", "no cluster URL given").into());
+        }
+        let client = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.command_timeout)
+            .build()
+            .map_err(invalid)?;
+        let nodes = urls
+            .iter()
+            .map(|url| redis::Client::open(url.as_str()).map_err(invalid))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dialer = Dialer::Cluster(Box::new(client));
+        let conns = Connections::new(dialer, config, Arc::clone(&counters))?;
+        let mut store =
+            Self::start(conns, Subscriber::Nodes(nodes), None, config, counters).await?;
+        store.cluster = true;
+        Ok(store)
     }
 
     /// [`connect`](Self::connect) to the primary the sentinels at `urls` name `master`.
@@ -165,6 +199,7 @@ impl RedisStore {
             channel: keys::channel(&config.prefix),
             instance,
             listener,
+            cluster: false,
             follower,
         };
         if store.conns.shared().await.is_none() {

@@ -125,13 +125,28 @@ impl Near {
 pub(super) enum Subscriber {
     Direct(Box<redis::Client>),
     Sentinel(Arc<super::sentinel::Resolver>),
+    /// The nodes of a cluster, the first that answers: a `PUBLISH` on any node of a cluster
+    /// reaches the subscribers of every node.
+    Nodes(Vec<redis::Client>),
 }
 
 impl Subscriber {
-    async fn client(&self) -> redis::RedisResult<redis::Client> {
+    async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
         match self {
-            Subscriber::Direct(client) => Ok(redis::Client::clone(client)),
-            Subscriber::Sentinel(resolver) => resolver.primary().await,
+            Subscriber::Direct(client) => client.get_async_pubsub().await,
+            Subscriber::Sentinel(resolver) => resolver.primary().await?.get_async_pubsub().await,
+            Subscriber::Nodes(nodes) => {
+                let mut failed = None;
+                for node in nodes {
+                    match node.get_async_pubsub().await {
+                        Ok(pubsub) => return Ok(pubsub),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                Err(failed.unwrap_or_else(|| {
+                    redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no node"))
+                }))
+            }
         }
     }
 }
@@ -146,8 +161,7 @@ pub(super) async fn listen(
 ) {
     loop {
         let subscribed = async {
-            let client = subscriber.client().await?;
-            let mut pubsub = client.get_async_pubsub().await?;
+            let mut pubsub = subscriber.pubsub().await?;
             pubsub.subscribe(&near.channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };

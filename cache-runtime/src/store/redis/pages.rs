@@ -43,6 +43,18 @@ impl RedisStore {
         }
         let ttls: Vec<i64> = if members.is_empty() {
             Vec::new()
+        } else if self.cluster {
+            // The members are in other slots: asked one by one.
+            let mut ttls = Vec::with_capacity(members.len());
+            for member in &members {
+                let ttl: i64 = redis::cmd("PTTL")
+                    .arg(member)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(errors::command)?;
+                ttls.push(ttl);
+            }
+            ttls
         } else {
             pipe.query_async(&mut *conn)
                 .await
@@ -103,10 +115,36 @@ impl RedisStore {
                     .arg(near::message(self.instance, key, true))
                     .ignore();
             }
-            let (unlinked,): (u64,) = pipe
-                .query_async(&mut *conn)
-                .await
-                .map_err(errors::command)?;
+            let unlinked: u64 = if self.cluster {
+                // The entries, the index and the channel are in other slots: one by one
+                // (redis-rs splits the `UNLINK` by slot).
+                let unlinked = redis::cmd("UNLINK")
+                    .arg(batch)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(errors::command)?;
+                redis::cmd("ZREM")
+                    .arg(&index)
+                    .arg(batch)
+                    .query_async::<()>(&mut *conn)
+                    .await
+                    .map_err(errors::command)?;
+                for key in batch {
+                    redis::cmd("PUBLISH")
+                        .arg(&self.channel)
+                        .arg(near::message(self.instance, key, true))
+                        .query_async::<()>(&mut *conn)
+                        .await
+                        .map_err(errors::command)?;
+                }
+                unlinked
+            } else {
+                let (unlinked,): (u64,) = pipe
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(errors::command)?;
+                unlinked
+            };
             removed += unlinked;
             if let Some(near) = &self.near {
                 for key in batch {
