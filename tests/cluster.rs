@@ -205,3 +205,58 @@ async fn a_near_cache_copy_is_evicted_by_another_process_clear() {
     .await;
     assert!(evicted, "the copy outlived the other process's clear");
 }
+
+/// A dropped connection is not an outage on a cluster either: after every client connection
+/// of every node is killed (`CLIENT KILL TYPE normal`), the next lookups are hits, alone and
+/// many at once; no body runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_every_connection_is_killed_hits_are_still_hits() {
+    let _turn = exclusive().await;
+    let cluster = tokio::task::spawn_blocking(cluster::start).await.unwrap();
+    let cache = Cache::new(CacheConfig::cluster(cluster.urls()))
+        .await
+        .unwrap();
+    let bodies = Bodies::default();
+    for id in 0..20 {
+        spread(&cache, id, &bodies).await;
+    }
+    assert_eq!(bodies.0.load(Ordering::Relaxed), 20);
+    let mut admins = Vec::new();
+    for node in &cluster.nodes {
+        let client = redis::Client::open(node.url()).unwrap();
+        admins.push(client.get_multiplexed_async_connection().await.unwrap());
+    }
+    for round in 0..3 {
+        let mut killed = 0u64;
+        for admin in &mut admins {
+            // SKIPME defaults to yes: the admin connection survives.
+            let n: u64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .query_async(admin)
+                .await
+                .unwrap();
+            killed += n;
+        }
+        assert!(
+            killed >= 3,
+            "round {round}: only {killed} connections killed"
+        );
+        let calls: Vec<_> = (0..20)
+            .map(|id| {
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    let bodies = Bodies::default();
+                    let got = spread(&cache, id, &bodies).await;
+                    (got, bodies.0.load(Ordering::Relaxed))
+                })
+            })
+            .collect();
+        for (id, call) in calls.into_iter().enumerate() {
+            let (got, ran) = call.await.unwrap();
+            assert_eq!(got, id as u64 + 1);
+            assert_eq!(ran, 0, "round {round}: the body of {id} ran after the kill");
+        }
+    }
+}
