@@ -101,7 +101,7 @@ impl RedisStore {
 
     async fn clear_namespace(&self, conn: &mut Conn, namespace: &str) -> Result<u64, CacheError> {
         let index = keys::index(&self.prefix, namespace);
-        let clearing = match self.cluster {
+        let clearing = match self.conns.is_cluster() {
             true => keys::clearing_in_cluster(&self.prefix, namespace),
             false => keys::clearing(&self.prefix, namespace),
         };
@@ -121,39 +121,27 @@ impl RedisStore {
         // set shrinks by each batch, so the loop ends.
         loop {
             let mut pipe = redis::pipe();
-            if !batch.is_empty() && self.cluster {
-                // The entries are in other slots than the set: their `UNLINK` goes on its
-                // own (redis-rs splits it by slot).
+            // On a cluster the entries are in other slots than the set: their `UNLINK` goes
+            // on its own (redis-rs splits it by slot); on one Redis, in the same round trip.
+            let unlink_apart = !batch.is_empty() && self.conns.is_cluster();
+            if unlink_apart {
                 let unlinked: u64 = redis::cmd("UNLINK")
                     .arg(&batch)
                     .query_async(&mut **conn)
                     .await
                     .map_err(errors::command)?;
                 removed += unlinked;
-                pipe.cmd("ZREM").arg(&clearing).arg(&batch).ignore();
-                pipe.cmd("ZRANGE")
-                    .arg(&clearing)
-                    .arg(0)
-                    .arg(INDEX_BATCH - 1);
-                let (next,): (Vec<Vec<u8>>,) = pipe
-                    .query_async(&mut **conn)
-                    .await
-                    .map_err(errors::command)?;
-                batch = next;
-                if batch.is_empty() {
-                    return Ok(removed);
-                }
-                continue;
+            } else if !batch.is_empty() {
+                pipe.cmd("UNLINK").arg(&batch);
             }
             if !batch.is_empty() {
-                pipe.cmd("UNLINK").arg(&batch);
                 pipe.cmd("ZREM").arg(&clearing).arg(&batch).ignore();
             }
             pipe.cmd("ZRANGE")
                 .arg(&clearing)
                 .arg(0)
                 .arg(INDEX_BATCH - 1);
-            let next: Vec<Vec<u8>> = if batch.is_empty() {
+            let next: Vec<Vec<u8>> = if batch.is_empty() || unlink_apart {
                 let (next,): (Vec<Vec<u8>>,) = pipe
                     .query_async(&mut **conn)
                     .await
@@ -178,7 +166,7 @@ impl RedisStore {
         let mut removed = 0;
         let mut namespaces: HashSet<String> = HashSet::new();
         // `SCAN` is per node: on a cluster, every primary is scanned.
-        let nodes = match self.cluster {
+        let nodes = match self.conns.is_cluster() {
             true => cluster::primaries(conn)
                 .await
                 .map_err(errors::command)?

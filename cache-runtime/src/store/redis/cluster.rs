@@ -60,6 +60,26 @@ pub(super) async fn on<T: FromRedisValue>(
     }
 }
 
+/// Sends `cmds` and returns each one's reply: in one pipeline on one Redis, one by one on a
+/// cluster, where their keys may be in different slots.
+pub(super) async fn each<T: FromRedisValue>(
+    link: &mut Link,
+    cmds: Vec<Cmd>,
+) -> RedisResult<Vec<T>> {
+    if !link.is_cluster() {
+        let mut pipe = redis::pipe();
+        cmds.into_iter().for_each(|cmd| {
+            pipe.add_command(cmd);
+        });
+        return pipe.query_async(link).await;
+    }
+    let mut replies = Vec::with_capacity(cmds.len());
+    for cmd in &cmds {
+        replies.push(cmd.query_async(link).await?);
+    }
+    Ok(replies)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

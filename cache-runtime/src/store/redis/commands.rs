@@ -68,7 +68,7 @@ impl RedisStore {
         conn.release();
         match reply {
             // A write under way on a cluster (see `write_across`): not an entry yet.
-            Ok((Some(bytes), _)) if self.cluster && is_pending(&bytes) => {
+            Ok((Some(bytes), _)) if self.conns.is_cluster() && is_pending(&bytes) => {
                 permit.success();
                 Fetch::Miss
             }
@@ -115,12 +115,7 @@ impl RedisStore {
             permit.failure();
             return None;
         };
-        let namespace = keys::namespace_of(&self.prefix, key);
-        let reply: Result<(Option<String>, Option<String>), RedisError> = redis::cmd("MGET")
-            .arg(keys::fence(&self.prefix, ""))
-            .arg(keys::fence(&self.prefix, namespace))
-            .query_async(&mut conn.conn)
-            .await;
+        let reply = self.fences(&mut conn.conn, key).await;
         conn.release();
         match reply {
             Ok((all, ns)) => {
@@ -136,8 +131,8 @@ impl RedisStore {
         }
     }
 
-    /// Stores `value` in one round trip, unless a clear moved `fence`: a script checks the
-    /// fences, then writes the value, its namespace index and the near-cache invalidation.
+    /// Stores `value` unless a clear moved `fence`: in one script on one Redis, in steps on a
+    /// cluster ([`write_across`](Self::write_across)).
     pub(super) async fn write(&self, key: &str, value: Arc<[u8]>, ttl_secs: u64, fence: Fence) {
         let Some(permit) = self.conns.breaker.permit() else {
             return;
@@ -146,33 +141,51 @@ impl RedisStore {
             permit.failure();
             return;
         };
-        if self.cluster {
-            let epoch = self.near.as_ref().map(|near| near.epoch());
-            let stored = self
-                .write_across(&mut conn.conn, key, &value, ttl_secs, fence)
-                .await;
-            conn.release();
-            match stored {
-                Ok(stored) => {
-                    permit.success();
-                    if let (true, Some(near), Some(epoch)) = (stored, &self.near, epoch) {
-                        near.insert(key, value, Duration::from_secs(ttl_secs), epoch);
-                    }
-                }
-                Err(e) => {
-                    permit.failure();
-                    self.conns.failed("SET", &e);
+        // Read before the write: an invalidation that arrives meanwhile keeps the copy out.
+        let epoch = self.near.as_ref().map(|near| near.epoch());
+        let stored = match self.conns.is_cluster() {
+            true => {
+                self.write_across(&mut conn.conn, key, &value, ttl_secs, fence)
+                    .await
+            }
+            false => {
+                self.write_one(&mut conn.conn, key, &value, ttl_secs, fence)
+                    .await
+            }
+        };
+        conn.release();
+        match stored {
+            Ok(stored) => {
+                permit.success();
+                if let (true, Some(near), Some(epoch)) = (stored, &self.near, epoch) {
+                    near.insert(key, value, Duration::from_secs(ttl_secs), epoch);
                 }
             }
-            return;
+            Err(e) => {
+                permit.failure();
+                self.conns.failed("SET", &e);
+            }
         }
+    }
+
+    /// The write on one Redis, in one round trip: a script checks the fences, then writes
+    /// the value, its namespace index and the near-cache invalidation. Returns whether it
+    /// stored.
+    async fn write_one(
+        &self,
+        conn: &mut Link,
+        key: &str,
+        value: &[u8],
+        ttl_secs: u64,
+        fence: Fence,
+    ) -> Result<bool, RedisError> {
         let namespace = keys::namespace_of(&self.prefix, key);
         let mut call = STORE.key(key);
         call.key(keys::fence(&self.prefix, ""))
             .key(keys::fence(&self.prefix, namespace))
             .arg(fence_arg(fence.0[0]))
             .arg(fence_arg(fence.0[1]))
-            .arg(&*value)
+            .arg(value)
             .arg(ttl_secs);
         match &self.near {
             Some(_) => call
@@ -190,22 +203,8 @@ impl RedisStore {
                 )
                 .arg(upkeep.keep_secs);
         }
-        // Read before the write: an invalidation that arrives meanwhile keeps the copy out.
-        let epoch = self.near.as_ref().map(|near| near.epoch());
-        let reply: Result<u8, RedisError> = call.invoke_async(&mut conn.conn).await;
-        conn.release();
-        match reply {
-            Ok(stored) => {
-                permit.success();
-                if let (1, Some(near), Some(epoch)) = (stored, &self.near, epoch) {
-                    near.insert(key, value, Duration::from_secs(ttl_secs), epoch);
-                }
-            }
-            Err(e) => {
-                permit.failure();
-                self.conns.failed("SET", &e);
-            }
-        }
+        let stored: u8 = call.invoke_async(conn).await?;
+        Ok(stored == 1)
     }
 }
 

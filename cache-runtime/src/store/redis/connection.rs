@@ -71,6 +71,9 @@ pub(super) type Pooled = Object<Dialer>;
 /// The pool, the shared connection and the breaker of one Redis.
 pub(super) struct Connections {
     pool: managed::Pool<Dialer>,
+    /// Whether the pool dials a Redis Cluster: then commands of several keys keep to one
+    /// slot.
+    cluster: bool,
     /// The connection cached calls share; `None` until (re)connected.
     shared: ArcSwapOption<Shared>,
     /// The id of `shared` (0: none), so that a call finds its thread's spare clone with one
@@ -124,6 +127,7 @@ impl Connections {
         config: &CacheConfig,
         counters: Arc<Counters>,
     ) -> Result<Self, CacheError> {
+        let cluster = matches!(dialer, Dialer::Cluster(_));
         let pool = managed::Pool::builder(dialer)
             .max_size(config.pool_size)
             .wait_timeout(Some(config.pool_wait_timeout))
@@ -134,6 +138,7 @@ impl Connections {
             .map_err(|e| ConfigError::new("pool_size", "cannot build the pool").caused_by(e))?;
         Ok(Self {
             pool,
+            cluster,
             shared: ArcSwapOption::const_empty(),
             shared_id: AtomicU64::new(0),
             retired: AtomicBool::new(false),
@@ -256,6 +261,11 @@ impl Connections {
             id: shared.id,
             conn: shared.conn.clone(),
         })
+    }
+
+    /// Whether these are connections to a Redis Cluster.
+    pub(super) fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     /// A connection of its own, checked out of the pool, for an explicit action (a clear).

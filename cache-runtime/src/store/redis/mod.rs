@@ -66,8 +66,6 @@ pub(crate) struct RedisStore {
     instance: u64,
     /// Keeps the near-cache subscribed; aborted with the store.
     listener: Option<tokio::task::JoinHandle<()>>,
-    /// Whether the store is a Redis Cluster: then commands of several keys keep to one slot.
-    cluster: bool,
     /// Follows the sentinels' failovers (behind Sentinel); aborted with the store.
     follower: Option<tokio::task::JoinHandle<()>>,
 }
@@ -134,10 +132,7 @@ impl RedisStore {
             .collect::<Result<Vec<_>, _>>()?;
         let dialer = Dialer::Cluster(Box::new(client));
         let conns = Connections::new(dialer, config, Arc::clone(&counters))?;
-        let mut store =
-            Self::start(conns, Subscriber::Nodes(nodes), None, config, counters).await?;
-        store.cluster = true;
-        Ok(store)
+        Self::start(conns, Subscriber::Nodes(nodes), None, config, counters).await
     }
 
     /// [`connect`](Self::connect) to the primary the sentinels at `urls` name `master`.
@@ -199,7 +194,6 @@ impl RedisStore {
             channel: keys::channel(&config.prefix),
             instance,
             listener,
-            cluster: false,
             follower,
         };
         if store.conns.shared().await.is_none() {

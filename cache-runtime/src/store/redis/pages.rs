@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use redis::RedisError;
 
-use super::{errors, near, RedisStore};
+use super::{cluster, errors, near, RedisStore};
 use crate::error::CacheError;
 use crate::keys::{self, ScopeKind};
 use crate::store::Page;
@@ -37,28 +37,16 @@ impl RedisStore {
             .map_err(errors::command)?;
         // ZSCAN answers members and scores in turn.
         let members: Vec<String> = members.into_iter().step_by(2).collect();
-        let mut pipe = redis::pipe();
-        for member in &members {
-            pipe.cmd("PTTL").arg(member);
-        }
-        let ttls: Vec<i64> = if members.is_empty() {
-            Vec::new()
-        } else if self.cluster {
-            // The members are in other slots: asked one by one.
-            let mut ttls = Vec::with_capacity(members.len());
-            for member in &members {
-                let ttl: i64 = redis::cmd("PTTL")
-                    .arg(member)
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(errors::command)?;
-                ttls.push(ttl);
-            }
-            ttls
-        } else {
-            pipe.query_async(&mut *conn)
+        let asks = members.iter().map(|member| {
+            let mut pttl = redis::cmd("PTTL");
+            pttl.arg(member);
+            pttl
+        });
+        let ttls: Vec<i64> = match members.is_empty() {
+            true => Vec::new(),
+            false => cluster::each(&mut conn, asks.collect())
                 .await
-                .map_err(errors::command)?
+                .map_err(errors::command)?,
         };
         let entries = members
             .into_iter()
@@ -106,44 +94,22 @@ impl RedisStore {
         doomed.dedup();
         let mut removed = 0;
         for batch in doomed.chunks(SCAN_STEP) {
-            let mut pipe = redis::pipe();
-            pipe.cmd("UNLINK").arg(batch);
-            pipe.cmd("ZREM").arg(&index).arg(batch).ignore();
+            let mut cmds = vec![redis::cmd("UNLINK"), redis::cmd("ZREM")];
+            cmds[0].arg(batch);
+            cmds[1].arg(&index).arg(batch);
             for key in batch {
-                pipe.cmd("PUBLISH")
+                let mut publish = redis::cmd("PUBLISH");
+                publish
                     .arg(&self.channel)
-                    .arg(near::message(self.instance, key, true))
-                    .ignore();
+                    .arg(near::message(self.instance, key, true));
+                cmds.push(publish);
             }
-            let unlinked: u64 = if self.cluster {
-                // The entries, the index and the channel are in other slots: one by one
-                // (redis-rs splits the `UNLINK` by slot).
-                let unlinked = redis::cmd("UNLINK")
-                    .arg(batch)
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(errors::command)?;
-                redis::cmd("ZREM")
-                    .arg(&index)
-                    .arg(batch)
-                    .query_async::<()>(&mut *conn)
-                    .await
-                    .map_err(errors::command)?;
-                for key in batch {
-                    redis::cmd("PUBLISH")
-                        .arg(&self.channel)
-                        .arg(near::message(self.instance, key, true))
-                        .query_async::<()>(&mut *conn)
-                        .await
-                        .map_err(errors::command)?;
-                }
-                unlinked
-            } else {
-                let (unlinked,): (u64,) = pipe
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(errors::command)?;
-                unlinked
+            let replies: Vec<redis::Value> = cluster::each(&mut conn, cmds)
+                .await
+                .map_err(errors::command)?;
+            let unlinked: u64 = match replies.first() {
+                Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                _ => 0,
             };
             removed += unlinked;
             if let Some(near) = &self.near {

@@ -54,17 +54,16 @@ impl Resolver {
             .as_str()
             .into_connection_info()
             .map_err(|e| invalid(first, e))?;
-        let mut node = SentinelNodeConnectionInfo::default()
+        let node = SentinelNodeConnectionInfo::default()
             .set_redis_connection_info(info.redis_settings().clone());
         #[cfg(feature = "tls")]
-        if let redis::ConnectionAddr::TcpTls { insecure, .. } = info.addr() {
-            node = node.set_tls_mode(match insecure {
+        let node = match info.addr() {
+            redis::ConnectionAddr::TcpTls { insecure, .. } => node.set_tls_mode(match insecure {
                 true => redis::TlsMode::Insecure,
                 false => redis::TlsMode::Secure,
-            });
-        }
-        #[cfg(not(feature = "tls"))]
-        let _ = &mut node;
+            }),
+            _ => node,
+        };
         let infos = urls
             .iter()
             .map(|url| {
