@@ -40,10 +40,12 @@ async fn read(id: usize) -> u64 {
 
 /// What each test runs on: a store from `config`, this test's turn at the process default,
 /// and the server, if any.
+/// The turn is the last field, so it is dropped last: the next test starts only once this
+/// one's servers are stopped.
 struct Setup {
-    _turn: tokio::sync::MutexGuard<'static, ()>,
     server: Option<RedisServer>,
     _cluster: Option<cluster::Cluster>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 async fn setup(backend: &str) -> Setup {
